@@ -1,0 +1,192 @@
+"""The Lorebot service: the only object adapters call.
+
+It ties the stages together (ingest → store, retrieve → answer → record) and enforces what every platform must
+get right the same way: admin checks and the audit log, scope resolution, per-user rate limits, event dedupe.
+Build it with :meth:`Lorebot.start` from the entry point and close it on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from psycopg_pool import AsyncConnectionPool
+
+from bot.access import AuditTrail
+from bot.answer.chain import Answerer
+from bot.domain import (
+    Actor,
+    Answer,
+    AnswerDelta,
+    ConversationKey,
+    Document,
+    IngestResult,
+    Passage,
+    Question,
+    Score,
+)
+from bot.embeddings import Embedder, load_embedder
+from bot.errors import NotFound
+from bot.ingest.pipeline import Ingestor
+from bot.ratelimit import RateLimiter
+from bot.retrieval import Retriever
+from bot.scopes import resolve_scopes
+from bot.settings import Settings
+from bot.storage import conversations, documents, events, feedback
+from bot.storage.migrate import migrate
+from bot.storage.pool import open_pool, resolve_database_url
+
+log = logging.getLogger(__name__)
+
+
+class Lorebot:
+    """Ask, stream, search, add/list/remove documents and record feedback on behalf of an :class:`Actor`."""
+
+    def __init__(self, settings: Settings, pool: AsyncConnectionPool, embedder: Embedder) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.embedder = embedder
+        self.retriever = Retriever(pool, embedder, settings)
+        self.answerer = Answerer(settings, self.retriever)
+        self.ingestor = Ingestor(pool, embedder, settings)
+        self.audit = AuditTrail(pool, settings)
+        self.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+
+    @classmethod
+    async def start(cls, settings: Settings, *, embedder: Embedder | None = None) -> Lorebot:
+        """Connect (starting the embedded Postgres if needed), migrate, load the embedding model."""
+        conninfo = await asyncio.to_thread(resolve_database_url, settings)
+        embedder = embedder or await asyncio.to_thread(load_embedder, settings)
+        await asyncio.to_thread(migrate, conninfo, embedding_dim=embedder.dim)
+        pool = await open_pool(conninfo, settings)
+        return cls(settings, pool, embedder)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # --- asking -------------------------------------------------------------------------------------
+
+    def scopes_for(self, platform: str, workspace: str = "", channel: str = "") -> tuple[str, ...]:
+        """The knowledge scopes a place may answer from (most specific ``scope_map`` entry, else default)."""
+        return resolve_scopes(self.settings, platform, workspace, channel)
+
+    async def ask(self, question: Question) -> Answer:
+        """Answer completely; raises :class:`~bot.errors.RateLimited`, ``AnswerError``, ``RetrievalError``."""
+        answer: Answer | None = None
+        async for event in self.stream(question):
+            if isinstance(event, Answer):
+                answer = event
+        assert answer is not None, "the answer stream always ends with an Answer"
+        return answer
+
+    async def stream(self, question: Question) -> AsyncIterator[AnswerDelta | Answer]:
+        """Stream the answer as :class:`AnswerDelta` pieces, then the recorded :class:`Answer`."""
+        self.rate_limiter.check(question.actor.ref)
+        started = time.perf_counter()
+        history = await self._history(question.conversation)
+        final: Answer | None = None
+        async for event in self.answerer.stream(question.text, question.scopes, history):
+            if isinstance(event, Answer):
+                final = event
+            else:
+                yield event
+        assert final is not None
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        message_id = await conversations.record_message(
+            self.pool, question, final, latency_ms=latency_ms
+        )
+        log.info(
+            "answered message=%d actor=%s found=%s citations=%d latency_ms=%d",
+            message_id, question.actor.ref, final.found, len(final.citations), latency_ms,
+        )
+        yield _with_message_id(final, message_id)
+
+    async def _history(self, key: ConversationKey | None):
+        if key is None or self.settings.history_turns == 0:
+            return []
+        return await conversations.history(self.pool, key, limit=self.settings.history_turns)
+
+    async def search(self, actor: Actor, query: str, scopes: Sequence[str], k: int | None = None) -> list[Passage]:
+        """The top passages for ``query`` in ``scopes`` (no LLM involved)."""
+        return await self.retriever.search(query, scopes, k or self.settings.retrieval_k)
+
+    async def record_feedback(self, actor: Actor, message_id: int, score: Score, comment: str = "") -> None:
+        """Store (or change) ``actor``'s rating of an answer; raises :class:`NotFound` for unknown answers."""
+        if score not in (1, -1):
+            raise ValueError("score must be 1 or -1")
+        await feedback.record(self.pool, message_id, actor, score, comment.strip()[:2000])
+
+    async def claim_event(self, platform: str, event_id: str) -> bool:
+        """True for the first claim of a platform event id, False for every re-delivery (any process)."""
+        return await events.claim(self.pool, platform, event_id)
+
+    # --- knowledge administration (admin only, audited) --------------------------------------------
+
+    async def add_text(
+        self, actor: Actor, text: str, *, title: str = "", scope: str | None = None, source_uri: str | None = None
+    ) -> IngestResult:
+        scope = scope or self.settings.default_scope
+        async with self.audit.admin_action(actor, "add_text", target=source_uri or title or "text") as entry:
+            result = await self.ingestor.add_text(
+                text, title=title, scope=scope, source_uri=source_uri, added_by=actor.ref
+            )
+            entry.record(result)
+        return result
+
+    async def add_file(
+        self,
+        actor: Actor,
+        data: bytes,
+        filename: str,
+        *,
+        scope: str | None = None,
+        source_uri: str | None = None,
+        declared_mime: str | None = None,
+    ) -> IngestResult:
+        scope = scope or self.settings.default_scope
+        async with self.audit.admin_action(actor, "add_file", target=source_uri or filename) as entry:
+            result = await self.ingestor.add_bytes(
+                data,
+                filename=filename,
+                scope=scope,
+                source_uri=source_uri or f"upload:{actor.platform}:{filename}",
+                added_by=actor.ref,
+                declared_mime=declared_mime,
+            )
+            entry.record(result)
+        return result
+
+    async def add_path(self, actor: Actor, path: Path, *, scope: str | None = None) -> IngestResult:
+        scope = scope or self.settings.default_scope
+        async with self.audit.admin_action(actor, "add_path", target=str(path)) as entry:
+            result = await self.ingestor.add_path(path, scope=scope, added_by=actor.ref)
+            entry.record(result)
+        return result
+
+    async def add_url(self, actor: Actor, url: str, *, scope: str | None = None) -> IngestResult:
+        scope = scope or self.settings.default_scope
+        async with self.audit.admin_action(actor, "add_url", target=url) as entry:
+            result = await self.ingestor.add_url(url, scope=scope, added_by=actor.ref)
+            entry.record(result)
+        return result
+
+    async def list_documents(self, actor: Actor, scopes: Sequence[str]) -> list[Document]:
+        """Documents in ``scopes``, newest first (anyone may list what they may ask about)."""
+        return await documents.list_documents(self.pool, scopes)
+
+    async def remove_document(self, actor: Actor, document_id: int, scopes: Sequence[str]) -> Document:
+        """Delete a document and its chunks; only within ``scopes``; raises :class:`NotFound` otherwise."""
+        async with self.audit.admin_action(actor, "remove_document", target=str(document_id)) as entry:
+            removed = await documents.delete_document(self.pool, document_id, scopes)
+            if removed is None:
+                raise NotFound(f"no document {document_id} in scope {', '.join(scopes)}")
+            entry.record(removed)
+        return removed
+
+
+def _with_message_id(answer: Answer, message_id: int) -> Answer:
+    return replace(answer, message_id=message_id)

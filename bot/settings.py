@@ -1,0 +1,136 @@
+"""Lorebot settings: the only module that reads the environment (and ``.env``).
+
+The entry point builds one :class:`Settings` and passes it down; nothing else calls ``os.environ``.
+Names are the environment variable names (case-insensitive), e.g. ``DATABASE_URL``, ``LLM_BASE_URL``.
+Secrets are :class:`~pydantic.SecretStr` so they never appear in logs or reprs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from platformdirs import user_data_dir
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+EmbeddingBackend = Literal["minilm", "e5", "openai"]
+
+
+def _default_data_dir() -> Path:
+    return Path(user_data_dir("lorebot", appauthor=False))
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Every setting Lorebot understands; see ``.env.example`` for a documented list."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- storage -------------------------------------------------------------------------------------
+    database_url: SecretStr | None = Field(
+        default=None, description="Postgres URL with pgvector; unset = embedded server in data_dir"
+    )
+    data_dir: Path = Field(default_factory=_default_data_dir, description="Embedded Postgres, models, adapters")
+    db_pool_min: int = Field(default=1, ge=0)
+    db_pool_max: int = Field(default=8, ge=1)
+    embedded_pg_shared_buffers: str = Field(default="256MB", description="shared_buffers of the embedded server")
+
+    # --- embeddings ----------------------------------------------------------------------------------
+    embedding_backend: EmbeddingBackend = Field(default="minilm", description="minilm | e5 | openai")
+    embedding_model: str = Field(default="", description="Model name for the openai backend")
+    embedding_base_url: str = Field(default="", description="OpenAI-compatible /v1 URL for embeddings")
+    embedding_api_key: SecretStr | None = None
+    embedding_dim: int = Field(default=384, ge=1, le=16000, description="Must match the model's output size")
+    embedding_batch_size: int = Field(default=32, ge=1)
+
+    # --- ingestion -----------------------------------------------------------------------------------
+    default_scope: str = "default"
+    max_document_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    max_chunks_per_document: int = Field(default=2000, ge=1)
+    chunk_tokens: int = Field(default=256, ge=32)
+    chunk_overlap_tokens: int = Field(default=32, ge=0)
+    fetch_timeout_s: float = Field(default=15.0, gt=0)
+    fetch_max_redirects: int = Field(default=5, ge=0)
+    fetch_allow_private: bool = Field(
+        default=False, description="Allow URLs on private/loopback networks (only for trusted intranets)"
+    )
+
+    # --- retrieval -----------------------------------------------------------------------------------
+    retrieval_k: int = Field(default=5, ge=1, le=50)
+    retrieval_candidates: int = Field(default=40, ge=1, description="Candidates per method before fusion")
+    hnsw_ef_search: int = Field(default=80, ge=1)
+    rrf_k: int = Field(default=60, ge=1)
+    min_similarity: float = Field(
+        default=0.25, description="Below this cosine similarity and with no keyword hit, a chunk is irrelevant"
+    )
+
+    # --- answering -----------------------------------------------------------------------------------
+    llm_base_url: str = Field(default="", description="OpenAI-compatible /v1 URL; unset = embedded local model")
+    llm_model: str = Field(default="lorebot-local", description="Model (or LoRA adapter) name to request")
+    llm_api_key: SecretStr = SecretStr("not-needed")
+    llm_timeout_s: float = Field(default=60.0, gt=0)
+    llm_connect_timeout_s: float = Field(default=3.0, gt=0)
+    llm_max_retries: int = Field(default=1, ge=0)
+    llm_temperature: float = Field(default=0.1, ge=0)
+    llm_max_tokens: int = Field(default=512, ge=1)
+    history_turns: int = Field(default=4, ge=0)
+
+    # --- embedded local model (used when llm_base_url is unset) --------------------------------------
+    local_llm_host: str = "127.0.0.1"
+    local_llm_port: int = Field(default=8765, ge=1, le=65535)
+    local_llm_model_path: Path | None = Field(default=None, description="GGUF or HF folder; unset = Gemma 3 270M")
+    local_llm_adapter_path: Path | None = Field(
+        default=None, description="PEFT LoRA adapter folder; unset = the adapter shipped with Lorebot"
+    )
+    local_llm_use_adapter: bool = True
+
+    # --- access and scopes ---------------------------------------------------------------------------
+    admin_user_ids: CsvList = Field(default_factory=list, description="platform:user ids, e.g. slack:U123")
+    scope_map: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='JSON: {"slack:T1:C1": ["support"], "discord:G1": ["docs"]}; most specific key wins',
+    )
+    rate_limit_per_minute: int = Field(default=10, ge=0, description="Questions per user per minute; 0 = off")
+
+    # --- Slack ---------------------------------------------------------------------------------------
+    slack_bot_token: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_mode: Literal["socket", "http"] = "socket"
+    slack_api_url: str = "https://slack.com/api/"
+    slack_http_port: int = Field(default=3000, ge=1, le=65535)
+    slack_http_path: str = "/slack/events"
+    slack_admin_user_ids: CsvList = Field(default_factory=list)
+    slack_admin_usergroup_ids: CsvList = Field(default_factory=list)
+    slack_workspace_admins_are_admins: bool = False
+    slack_ignore_other_bots: bool = True
+
+    # --- Discord -------------------------------------------------------------------------------------
+    discord_token: SecretStr | None = None
+    discord_dev_guild_ids: CsvList = Field(default_factory=list, description="Sync commands per guild (dev)")
+    discord_admin_role_ids: CsvList = Field(default_factory=list)
+    discord_admin_user_ids: CsvList = Field(default_factory=list)
+    discord_reply_in_thread: bool = False
+    discord_message_content_intent: bool = False
+    discord_max_attachment_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+
+    # --- operations ----------------------------------------------------------------------------------
+    health_host: str = "0.0.0.0"
+    health_port: int = Field(default=8080, ge=0, le=65535, description="/healthz and /metrics; 0 = off")
+    shutdown_grace_s: float = Field(default=25.0, ge=0)
+    log_level: str = "INFO"
+
+    def model_post_init(self, __context: object) -> None:
+        for name in ("admin_user_ids", "slack_admin_user_ids", "slack_admin_usergroup_ids",
+                     "discord_dev_guild_ids", "discord_admin_role_ids", "discord_admin_user_ids"):
+            object.__setattr__(self, name, _split_csv(getattr(self, name)))
