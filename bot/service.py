@@ -105,6 +105,10 @@ class Lorebot:
         )
         yield _with_message_id(final, message_id)
 
+    async def knows_conversation(self, key: ConversationKey) -> bool:
+        """True when the bot already answered in this conversation (thread follow-ups need no mention)."""
+        return await conversations.exists(self.pool, key)
+
     async def _history(self, key: ConversationKey | None):
         if key is None or self.settings.history_turns == 0:
             return []

@@ -8,12 +8,11 @@ Secrets are :class:`~pydantic.SecretStr` so they never appear in logs or reprs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from platformdirs import user_data_dir
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 EmbeddingBackend = Literal["minilm", "e5", "openai"]
 
