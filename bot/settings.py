@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from platformdirs import user_data_dir
-from pydantic import Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 EmbeddingBackend = Literal["minilm", "e5", "openai"]
@@ -22,12 +22,13 @@ def _default_data_dir() -> Path:
 
 
 def _split_csv(value: object) -> object:
+    """``"a, b"`` → ``["a", "b"]``: lists of ids are written comma-separated in the environment."""
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
 
 
-CsvList = Annotated[list[str], NoDecode]
+CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv)]
 
 
 class Settings(BaseSettings):
@@ -129,7 +130,3 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=25.0, ge=0)
     log_level: str = "INFO"
 
-    def model_post_init(self, __context: object) -> None:
-        for name in ("admin_user_ids", "slack_admin_user_ids", "slack_admin_usergroup_ids",
-                     "discord_dev_guild_ids", "discord_admin_role_ids", "discord_admin_user_ids"):
-            object.__setattr__(self, name, _split_csv(getattr(self, name)))

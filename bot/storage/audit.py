@@ -1,0 +1,37 @@
+"""The audit log of admin actions (allowed or refused)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from bot.domain import Actor
+from bot.errors import StorageError
+
+INSERT_ENTRY = """
+INSERT INTO audit_log (platform, user_id, user_name, action, target, allowed, detail)
+VALUES (%(platform)s, %(user_id)s, %(user_name)s, %(action)s, %(target)s, %(allowed)s, %(detail)s)
+"""
+
+
+async def write(
+    pool: AsyncConnectionPool, actor: Actor, action: str, target: str, *, allowed: bool, detail: dict[str, Any]
+) -> None:
+    """Append one entry; raises :class:`StorageError` if the database refuses it."""
+    params = {
+        "platform": actor.platform,
+        "user_id": actor.user_id,
+        "user_name": actor.display_name,
+        "action": action,
+        "target": target[:500],
+        "allowed": allowed,
+        "detail": Jsonb(detail),
+    }
+    try:
+        async with pool.connection() as conn:
+            await conn.execute(INSERT_ENTRY, params)
+    except psycopg.Error as e:
+        raise StorageError(f"cannot write the audit log: {e}") from e
