@@ -1,0 +1,304 @@
+"""The ``lorebot`` command line: a thin shell (arguments → settings → one core call)."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Coroutine
+from dataclasses import asdict
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bot.domain import Actor, Answer, Passage, Question
+from bot.errors import LorebotError
+from bot.settings import Settings
+
+app = typer.Typer(help="Lorebot: answers from your team's documents, with sources.", no_args_is_help=True)
+docs_app = typer.Typer(help="List and remove documents.", no_args_is_help=True)
+app.add_typer(docs_app, name="docs")
+
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+ScopeOption = Annotated[list[str] | None, typer.Option("--scope", "-s", help="Knowledge scope (repeatable)")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
+
+
+class Connector(StrEnum):
+    slack = "slack"
+    discord = "discord"
+    local = "local"
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return settings
+
+
+def _operator() -> Actor:
+    """Whoever runs the CLI has shell access to the deployment, so they act as an admin."""
+    user = getpass.getuser()
+    return Actor(platform="local", user_id=user, display_name=user, is_admin=True)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one core call; core errors become a one-line message and exit code 1."""
+    try:
+        return asyncio.run(coro)
+    except LorebotError as e:
+        err_console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from e
+
+
+def _scopes(settings: Settings, scope: list[str] | None) -> tuple[str, ...]:
+    return tuple(scope) if scope else (settings.default_scope,)
+
+
+def _print_json(payload: object) -> None:
+    console.print_json(json.dumps(payload, default=str, ensure_ascii=False))
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (safe to run from several processes at once)."""
+    from bot.embeddings import load_embedder
+    from bot.storage.migrate import migrate as apply_migrations
+    from bot.storage.pool import resolve_database_url
+
+    settings = _settings()
+
+    def run() -> list[str]:
+        return apply_migrations(resolve_database_url(settings), embedding_dim=load_embedder(settings).dim)
+
+    applied = _run(asyncio.to_thread(run))
+    console.print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+
+
+@app.command()
+def ingest(
+    sources: Annotated[list[str], typer.Argument(help="Files, folders (recursive) or http(s) URLs")],
+    glob: Annotated[str, typer.Option(help="File name filter inside folders")] = "*",
+    scope: Annotated[str | None, typer.Option("--scope", "-s")] = None,
+) -> None:
+    """Add documents to the knowledge base, replacing changed ones and skipping unchanged ones."""
+    from bot.ingest.pipeline import expand_sources
+    from bot.runtime import running_service
+
+    settings = _settings()
+    actor = _operator()
+
+    async def run() -> int:
+        items = expand_sources(sources, glob)
+        failures = 0
+        async with running_service(settings, with_llm=False) as service:
+            with Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=console,
+            ) as progress:
+                task = progress.add_task("ingesting", total=len(items))
+                for item in items:
+                    progress.update(task, description=f"ingesting {str(item)[-50:]}")
+                    try:
+                        if isinstance(item, Path):
+                            result = await service.add_path(actor, item, scope=scope)
+                        else:
+                            result = await service.add_url(actor, item, scope=scope)
+                        progress.console.print(
+                            f"[green]{result.status}[/green] #{result.document.id} {item} "
+                            f"({result.chunk_count} chunks)"
+                        )
+                    except LorebotError as e:
+                        failures += 1
+                        progress.console.print(f"[red]failed[/red] {item}: {e}")
+                    progress.advance(task)
+        return failures
+
+    failures = _run(run())
+    if failures:
+        raise typer.Exit(1)
+
+
+def _passage_json(passage: Passage) -> dict[str, Any]:
+    return asdict(passage)
+
+
+@app.command()
+def search(
+    query: str,
+    k: Annotated[int, typer.Option("-k", help="How many chunks")] = 5,
+    scope: ScopeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the chunks retrieval finds for QUERY (no language model involved)."""
+    from bot.runtime import running_service
+
+    settings = _settings()
+
+    async def run() -> list[Passage]:
+        async with running_service(settings, with_llm=False) as service:
+            return await service.search(_operator(), query, _scopes(settings, scope), k)
+
+    passages = _run(run())
+    if as_json:
+        _print_json([_passage_json(p) for p in passages])
+        return
+    if not passages:
+        console.print("nothing relevant found")
+    table = Table("#", "score", "document", "source", "text")
+    for rank, p in enumerate(passages, start=1):
+        table.add_row(str(rank), f"{p.score:.4f}", p.title, p.source_uri, p.text[:160].replace("\n", " "))
+    console.print(table)
+
+
+def _answer_json(answer: Answer) -> dict[str, Any]:
+    return {
+        "answer": answer.text,
+        "found": answer.found,
+        "model": answer.model,
+        "message_id": answer.message_id,
+        "search_query": answer.search_query,
+        "citations": [asdict(c) for c in answer.citations],
+        "retrieved": [_passage_json(p) for p in answer.passages],
+        "timings_ms": answer.timings,
+    }
+
+
+def render_answer(answer: Answer, out: Console) -> None:
+    """Print an answer's numbered sources under it (the text itself was printed or streamed already)."""
+    for citation in answer.citations:
+        out.print(f"  [dim][{citation.number}] {citation.title} — {citation.source_uri}[/dim]")
+
+
+@app.command()
+def ask(question: str, scope: ScopeOption = None, as_json: JsonOption = False) -> None:
+    """Answer QUESTION from the knowledge base, with sources."""
+    from bot.runtime import running_service
+
+    settings = _settings()
+
+    async def run() -> Answer:
+        async with running_service(settings) as service:
+            return await service.ask(Question(question, _operator(), _scopes(settings, scope)))
+
+    answer = _run(run())
+    if as_json:
+        _print_json(_answer_json(answer))
+        return
+    console.print(answer.text)
+    render_answer(answer, console)
+
+
+@docs_app.command("list")
+def docs_list(scope: ScopeOption = None, as_json: JsonOption = False) -> None:
+    """List documents in the knowledge base."""
+    from bot.runtime import running_service
+
+    settings = _settings()
+
+    async def run():
+        async with running_service(settings, with_llm=False) as service:
+            return await service.list_documents(_operator(), _scopes(settings, scope))
+
+    documents = _run(run())
+    if as_json:
+        _print_json([asdict(d) for d in documents])
+        return
+    table = Table("id", "scope", "title", "source", "chunks", "added by", "added")
+    for d in documents:
+        table.add_row(
+            str(d.id), d.scope, d.title, d.source_uri, str(d.chunk_count), d.added_by, f"{d.added_at:%Y-%m-%d %H:%M}"
+        )
+    console.print(table)
+
+
+@docs_app.command("remove")
+def docs_remove(document_id: int, scope: ScopeOption = None) -> None:
+    """Remove a document and its chunks."""
+    from bot.runtime import running_service
+
+    settings = _settings()
+
+    async def run():
+        async with running_service(settings, with_llm=False) as service:
+            return await service.remove_document(_operator(), document_id, _scopes(settings, scope))
+
+    removed = _run(run())
+    console.print(f"removed #{removed.id} {removed.title} ({removed.chunk_count} chunks)")
+
+
+@app.command()
+def chat(scope: ScopeOption = None) -> None:
+    """Talk to the knowledge base in the terminal (starts everything it needs on embedded defaults)."""
+    from bot.runtime import running_service
+    from bot.sample_kb import ensure_sample_knowledge
+    from connectors.local.chat import run_chat
+
+    settings = _settings()
+
+    async def run() -> None:
+        async with running_service(settings) as service:
+            added = await ensure_sample_knowledge(service, _operator())
+            if added:
+                console.print(f"[dim]empty knowledge base: added {added} sample documents[/dim]")
+            await run_chat(service, _operator(), _scopes(settings, scope), console)
+
+    _run(run())
+
+
+@app.command()
+def doctor() -> None:
+    """Check the database, pgvector, the embedding model and the LLM endpoint, and say what to fix."""
+    from bot.doctor import run_checks
+
+    settings = _settings()
+    checks = _run(run_checks(settings))
+    table = Table("check", "status", "detail")
+    for check in checks:
+        status = "[green]ok[/green]" if check.ok else "[red]FAIL[/red]"
+        table.add_row(check.name, status, check.detail)
+    console.print(table)
+    if not all(check.ok for check in checks):
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(connector: Connector) -> None:
+    """Run a bot until SIGTERM: slack, discord, or local (a small HTTP JSON API)."""
+    from bot.ops.lifecycle import serve_connector
+
+    settings = _settings()
+    _run(serve_connector(settings, connector.value))
+
+
+@app.command("local-llm")
+def local_llm(
+    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1")] = None,
+    adapter: Annotated[Path | None, typer.Option(help="PEFT LoRA adapter folder")] = None,
+) -> None:
+    """Serve the embedded local model on an OpenAI-compatible endpoint in the foreground."""
+    from bot.local_llm.server import main as serve_local_llm
+
+    settings = _settings()
+    serve_local_llm(settings, port=port, adapter_path=adapter)
+
+
+def _mount_sft() -> None:
+    from bot.sft.cli import sft_app
+
+    app.add_typer(sft_app, name="sft", help="Build SFT datasets, train, evaluate and export LoRA adapters.")
+
+
+_mount_sft()
