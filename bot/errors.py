@@ -39,6 +39,12 @@ class UnsafeURLError(IngestError):
     reason = "URL refused"
 
 
+class InvalidQuestion(LorebotError):
+    """A question is empty, too long, or has no knowledge scope to search."""
+
+    reason = "question not understood"
+
+
 class RetrievalError(LorebotError):
     """Searching the knowledge base failed."""
 
@@ -71,3 +77,9 @@ class RateLimited(LorebotError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ShuttingDown(LorebotError):
+    """The process is draining for a restart; the request should be retried (another replica takes it)."""
+
+    reason = "restarting"

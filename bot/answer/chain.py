@@ -1,0 +1,270 @@
+"""The answering chain (LangChain LCEL): question + history → search query → retrieve → numbered context → LLM.
+
+Two runnables are assembled by :func:`build_chain` from plain typed functions:
+
+- ``ground``: ``AnswerRequest → Grounding`` — when there is history, a condense call turns (history, question)
+  into a standalone search query; then the retriever finds the passages.
+- ``generate``: ``Grounding → str`` — the prompt from :mod:`bot.answer.prompt` → ``ChatOpenAI`` → text,
+  streamed token by token.
+
+:class:`Answerer` runs them, skips the LLM entirely when retrieval found nothing (no invented answers), parses
+citations, and wraps every endpoint failure in :class:`~bot.errors.AnswerError` — timeouts come from settings,
+so an endpoint that is down or hangs fails within seconds instead of blocking a chat reply.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Protocol
+
+import httpx
+import openai
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_openai import ChatOpenAI
+
+from bot.answer.citations import is_not_found, resolve_citations, strip_markers
+from bot.answer.prompt import CONDENSE_PROMPT, NOT_FOUND_ANSWER, build_messages
+from bot.domain import Answer, AnswerDelta, Passage, Turn
+from bot.errors import AnswerError, ConfigError, InvalidQuestion
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_QUESTION_CHARS = 4000
+CONDENSE_ANSWER_CHARS = 600
+"""History answers are clipped in the condense prompt: the query needs their topic, not their full text."""
+
+
+class PassageSearch(Protocol):
+    """What the chain needs from :class:`bot.retrieval.Retriever`."""
+
+    async def search(self, query: str, scopes: Sequence[str], k: int) -> list[Passage]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerRequest:
+    question: str
+    scopes: tuple[str, ...]
+    history: tuple[Turn, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Grounding:
+    """A request with the passages retrieved for it: everything the generator's prompt is built from."""
+
+    request: AnswerRequest
+    search_query: str
+    passages: tuple[Passage, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    ground: Runnable[AnswerRequest, Grounding]
+    generate: Runnable[Grounding, str]
+
+
+# --- plain steps ------------------------------------------------------------------------------------------
+
+
+def condense_messages(request: AnswerRequest) -> list[dict[str, str]]:
+    """The condense prompt: the transcript and the last question, asking for one standalone query."""
+    lines = []
+    for turn in request.history:
+        answer = strip_markers(turn.answer)[:CONDENSE_ANSWER_CHARS]
+        lines.append(f"User: {turn.question.strip()}\nAssistant: {answer}")
+    transcript = "\n".join(lines)
+    return [
+        {"role": "system", "content": CONDENSE_PROMPT},
+        {"role": "user", "content": f"Conversation:\n{transcript}\n\nLast question: {request.question}"},
+    ]
+
+
+def clean_query(text: str) -> str:
+    """The model's first non-empty line, without quotes or a 'Query:' label."""
+    for line in text.splitlines():
+        line = line.strip().strip("\"'“”").strip()
+        if line.lower().startswith("query:"):
+            line = line[len("query:") :].strip()
+        if line:
+            return line
+    return ""
+
+
+def original_question(request: AnswerRequest) -> str:
+    return request.question
+
+
+async def add_search_query(request: AnswerRequest, *, condense: Runnable[AnswerRequest, str]) -> Grounding:
+    """Condense only when there is history: a first question is already standalone (and costs no LLM call)."""
+    if not request.history:
+        return Grounding(request, request.question)
+    started = time.perf_counter()
+    query = clean_query(await condense.ainvoke(request)) or request.question
+    log.debug("condensed search query: %s", query)
+    return Grounding(request, query, timings={"condense_ms": _ms_since(started)})
+
+
+async def retrieve(grounding: Grounding, *, retriever: PassageSearch, k: int) -> Grounding:
+    started = time.perf_counter()
+    passages = await retriever.search(grounding.search_query, grounding.request.scopes, k)
+    timings = {**grounding.timings, "retrieval_ms": _ms_since(started)}
+    return replace(grounding, passages=tuple(passages), timings=timings)
+
+
+def answer_messages(grounding: Grounding) -> list[dict[str, str]]:
+    request = grounding.request
+    return build_messages(request.question, grounding.passages, request.history)
+
+
+# --- assembly -----------------------------------------------------------------------------------------------
+
+
+def chat_model(settings: Settings) -> ChatOpenAI:
+    """The OpenAI-compatible client; timeouts and retries come from settings."""
+    if not settings.llm_base_url:
+        raise ConfigError("LLM_BASE_URL is empty: start the embedded local model or set LLM_BASE_URL")
+    return ChatOpenAI(
+        base_url=settings.llm_base_url,
+        model=settings.llm_model,
+        api_key=settings.llm_api_key,
+        timeout=httpx.Timeout(settings.llm_timeout_s, connect=settings.llm_connect_timeout_s),
+        max_retries=settings.llm_max_retries,
+        temperature=settings.llm_temperature,
+        max_tokens=settings.llm_max_tokens,
+        streaming=True,
+    )
+
+
+def build_chain(settings: Settings, retriever: PassageSearch) -> Chain:
+    """Compose the steps. HTTP retries live in the client (``llm_max_retries``, honouring Retry-After); a
+    condense request the endpoint rejects (e.g. history too long) falls back to searching the question as asked.
+    """
+    model = chat_model(settings)
+    condense = (RunnableLambda(condense_messages) | model | StrOutputParser()).with_fallbacks(
+        [RunnableLambda(original_question)], exceptions_to_handle=(openai.BadRequestError,)
+    )
+    ground = RunnableLambda(partial(add_search_query, condense=condense)) | RunnableLambda(
+        partial(retrieve, retriever=retriever, k=settings.retrieval_k)
+    )
+    generate = RunnableLambda(answer_messages) | model | StrOutputParser()
+    return Chain(ground=ground, generate=generate)
+
+
+# --- running ------------------------------------------------------------------------------------------------
+
+
+class Answerer:
+    """Answers questions from the knowledge base, streaming or complete."""
+
+    def __init__(self, settings: Settings, retriever: PassageSearch) -> None:
+        self.settings = settings
+        self.retriever = retriever
+        self._chain: Chain | None = None
+
+    @property
+    def chain(self) -> Chain:
+        """Built on first use, so a service that never answers (search, ingest) needs no LLM endpoint."""
+        if self._chain is None:
+            self._chain = build_chain(self.settings, self.retriever)
+        return self._chain
+
+    async def answer(self, question: str, scopes: Sequence[str], history: Sequence[Turn] = ()) -> Answer:
+        """The complete form of :meth:`stream`."""
+        async for event in self.stream(question, scopes, history):
+            if isinstance(event, Answer):
+                return event
+        raise AssertionError("the answer stream always ends with an Answer")
+
+    async def stream(
+        self, question: str, scopes: Sequence[str], history: Sequence[Turn] = ()
+    ) -> AsyncIterator[AnswerDelta | Answer]:
+        """Yield :class:`AnswerDelta` pieces as the model writes, then the final :class:`Answer`.
+
+        The deltas are the raw model text; the final answer's text has invalid citation markers removed, so
+        show it in place of the streamed text. Raises ``InvalidQuestion`` for an empty or oversized question,
+        :class:`ConfigError` when no LLM endpoint is set, :class:`AnswerError` when the LLM endpoint fails or
+        times out, ``RetrievalError`` from the retriever.
+        """
+        request = _request(question, scopes, history)
+        chain = self.chain
+        try:
+            grounding = await chain.ground.ainvoke(request)
+        except (openai.OpenAIError, httpx.HTTPError) as e:
+            raise _llm_error(e, self.settings) from e
+        if not grounding.passages:
+            log.info("nothing relevant for the question in scopes=%s: not-found answer, no LLM call", request.scopes)
+            yield AnswerDelta(NOT_FOUND_ANSWER)
+            yield self._final(grounding, NOT_FOUND_ANSWER, found=False)
+            return
+
+        started = time.perf_counter()
+        pieces: list[str] = []
+        timings = dict(grounding.timings)
+        try:
+            async for piece in chain.generate.astream(grounding):
+                if not piece:
+                    continue
+                timings.setdefault("first_token_ms", _ms_since(started))
+                pieces.append(piece)
+                yield AnswerDelta(piece)
+        except (openai.OpenAIError, httpx.HTTPError) as e:
+            raise _llm_error(e, self.settings) from e
+        timings["llm_ms"] = _ms_since(started)
+        text = "".join(pieces).strip()
+        if not text:
+            raise AnswerError("the language model returned an empty answer")
+        log.info(
+            "generated answer chars=%d passages=%d llm_ms=%.0f first_token_ms=%.0f",
+            len(text), len(grounding.passages), timings["llm_ms"], timings["first_token_ms"],
+        )  # fmt: skip
+        yield self._final(replace(grounding, timings=timings), text, found=True)
+
+    def _final(self, grounding: Grounding, text: str, *, found: bool) -> Answer:
+        if found and is_not_found(text):
+            text, citations, found = strip_markers(text), (), False
+        elif found:
+            text, citations = resolve_citations(text, grounding.passages)
+        else:
+            citations = ()
+        return Answer(
+            text=text,
+            citations=citations,
+            passages=grounding.passages,
+            found=found,
+            model=self.settings.llm_model,
+            search_query=grounding.search_query,
+            timings=grounding.timings,
+        )
+
+
+def _request(question: str, scopes: Sequence[str], history: Sequence[Turn]) -> AnswerRequest:
+    question = question.strip()
+    if not question:
+        raise InvalidQuestion("the question is empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise InvalidQuestion(f"the question is too long ({len(question)} characters, at most {MAX_QUESTION_CHARS})")
+    if not scopes:
+        raise InvalidQuestion("no knowledge scope to search")
+    return AnswerRequest(question, tuple(scopes), tuple(history))
+
+
+def _llm_error(error: Exception, settings: Settings) -> AnswerError:
+    """One clear message per failure class; never the API key, always the endpoint that failed."""
+    endpoint = settings.llm_base_url
+    if isinstance(error, openai.APITimeoutError | httpx.TimeoutException):
+        return AnswerError(f"the language model at {endpoint} did not answer within {settings.llm_timeout_s:g} s")
+    if isinstance(error, openai.APIConnectionError | httpx.TransportError):
+        return AnswerError(f"cannot reach the language model at {endpoint}: {error}")
+    if isinstance(error, openai.APIStatusError):
+        return AnswerError(f"the language model at {endpoint} answered HTTP {error.status_code}: {error.message}")
+    return AnswerError(f"the language model at {endpoint} failed: {error}")
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)

@@ -1,0 +1,238 @@
+"""The local generator: a transformers causal LM (optionally with a PEFT LoRA adapter) behind a streaming API.
+
+Loads a Hugging Face folder or a GGUF file (de-quantized by transformers). Base models without a chat template
+get :data:`~bot.local_llm.chat_template.CHAT_TEMPLATE`, the one SFT trains with. CPU inference runs one
+generation at a time (a lock): parallel generations would only slow each other down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TextIteratorStreamer,
+)
+
+from bot.local_llm.chat_template import CHAT_TEMPLATE, STOP_STRINGS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+
+
+class StopFilter:
+    """Cut streamed text at the first stop string, holding back a tail that may be the start of one."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self.buffer = ""
+        self.stopped = False
+
+    def feed(self, piece: str) -> str:
+        self.buffer += piece
+        hits = [i for s in self.stops if (i := self.buffer.find(s)) >= 0]
+        if hits:
+            out, self.buffer, self.stopped = self.buffer[: min(hits)], "", True
+            return out
+        keep = max((n for s in self.stops for n in range(1, len(s)) if self.buffer.endswith(s[:n])), default=0)
+        out, self.buffer = self.buffer[: len(self.buffer) - keep], self.buffer[len(self.buffer) - keep :]
+        return out
+
+    def flush(self) -> str:
+        out, self.buffer = self.buffer, ""
+        return out
+
+
+class _Cancelled(StoppingCriteria):
+    """Stops ``generate`` once the reader has seen a stop string or went away."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class Generation:
+    """One completion: iterate for text pieces; afterwards ``text``, token counts and ``finish_reason`` are set."""
+
+    def __init__(self, model: LocalModel, prompt_ids: list[int], params: SamplingParams) -> None:
+        self.model = model
+        self.prompt_ids = prompt_ids
+        self.params = params
+        self.text = ""
+        self.prompt_tokens = len(prompt_ids)
+        self.completion_tokens = 0
+        self.finish_reason = "stop"
+        self._error: BaseException | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        tokenizer = self.model.tokenizer
+        stop_filter = StopFilter((*self.model.stop_strings, *self.params.stop))
+        with self.model.lock:
+            cancel = threading.Event()
+            streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=False)
+            worker = threading.Thread(target=self._generate, args=(streamer, cancel), daemon=True)
+            started = time.perf_counter()
+            worker.start()
+            try:
+                for piece in streamer:
+                    out = stop_filter.feed(piece)
+                    if out:
+                        self.text += out
+                        yield out
+                    if stop_filter.stopped:
+                        break
+                if not stop_filter.stopped and (tail := stop_filter.flush()):
+                    self.text += tail
+                    yield tail
+            finally:
+                cancel.set()
+                worker.join()
+        if self._error is not None:
+            raise RuntimeError(f"generation failed: {self._error}") from self._error
+        if not stop_filter.stopped and self.completion_tokens >= self.params.max_tokens:
+            self.finish_reason = "length"
+        log.info(
+            "generated prompt_tokens=%d completion_tokens=%d finish=%s seconds=%.2f",
+            self.prompt_tokens, self.completion_tokens, self.finish_reason, time.perf_counter() - started,
+        )  # fmt: skip
+
+    def run(self) -> str:
+        """The complete text."""
+        for _ in self:
+            pass
+        return self.text
+
+    def _generate(self, streamer: TextIteratorStreamer, cancel: threading.Event) -> None:
+        params = self.params
+        sampling: dict[str, Any] = (
+            {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
+            if params.temperature > 0
+            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        )
+        try:
+            input_ids = torch.tensor([self.prompt_ids], device=self.model.device)
+            with torch.inference_mode():
+                output = self.model.model.generate(
+                    input_ids=input_ids,
+                    attention_mask=torch.ones_like(input_ids),
+                    max_new_tokens=params.max_tokens,
+                    eos_token_id=self.model.stop_token_ids or None,
+                    pad_token_id=self.model.pad_token_id,
+                    streamer=streamer,
+                    stopping_criteria=StoppingCriteriaList([_Cancelled(cancel)]),
+                    **sampling,
+                )
+            self.completion_tokens = int(output.shape[1]) - len(self.prompt_ids)
+        except BaseException as e:  # surfaced to the reader in __iter__
+            self._error = e
+            streamer.end()
+
+
+class LocalModel:
+    """A loaded model + tokenizer; :meth:`generate` returns a :class:`Generation` to iterate."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, name: str) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.lock = threading.Lock()
+        self.device = next(model.parameters()).device
+        eos = tokenizer.eos_token
+        self.stop_strings = tuple(s for s in (*STOP_STRINGS, eos) if s)
+        self.stop_token_ids = _single_token_ids(tokenizer, self.stop_strings)
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.context_tokens = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+
+    def prompt_ids(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Render ``messages`` with the chat template (and the generation prompt) into token ids."""
+        rendered = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+        return self.tokenizer(rendered, add_special_tokens=False)["input_ids"]
+
+    def generate(self, prompt_ids: list[int], params: SamplingParams) -> Generation:
+        return Generation(self, prompt_ids, params)
+
+
+def _single_token_ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[int]:
+    """Ids of the stop strings that are one token (e.g. Gemma's ``<end_of_turn>``): generation stops on them."""
+    ids = []
+    for text in texts:
+        encoded = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(encoded) == 1:
+            ids.append(encoded[0])
+    return sorted(set(ids))
+
+
+def load_local_model(model_path: Path, adapter_path: Path | None = None, *, name: str) -> LocalModel:
+    """Load a HF folder or a ``.gguf`` file, plus an optional PEFT LoRA adapter folder (merged for speed)."""
+    started = time.perf_counter()
+    if model_path.is_file() and model_path.suffix == ".gguf":
+        tokenizer, model = _load_gguf(model_path)
+    elif model_path.is_dir():
+        tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+        model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch.float32)
+    else:
+        raise FileNotFoundError(f"no model at {model_path} (expected a Hugging Face folder or a .gguf file)")
+    if tokenizer.chat_template is None:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    if adapter_path is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter_path)).merge_and_unload()
+        log.info("loaded LoRA adapter from %s", adapter_path)
+    model.eval()
+    log.info("loaded local model %s from %s in %.1f s", name, model_path, time.perf_counter() - started)
+    return LocalModel(model, tokenizer, name=name)
+
+
+def dequantized_cache(gguf_path: Path) -> Path:
+    """Where the de-quantized copy of a GGUF model is kept (a Hugging Face folder beside it)."""
+    return gguf_path.with_suffix(".hf")
+
+
+def _load_gguf(gguf_path: Path) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    """De-quantizing a GGUF takes ~40 s on two cores, loading the saved fp32 copy ~2 s: keep the copy."""
+    cache = dequantized_cache(gguf_path)
+    if (cache / "config.json").is_file():
+        return AutoTokenizer.from_pretrained(str(cache)), AutoModelForCausalLM.from_pretrained(
+            str(cache), dtype=torch.float32
+        )
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
+    _save_dequantized(tokenizer, model, cache)
+    return tokenizer, model
+
+
+def _save_dequantized(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, cache: Path) -> None:
+    """Save the fp32 weights (they are no longer quantized; transformers just still thinks so)."""
+    partial = cache.with_name(cache.name + ".partial")
+    try:
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(str(partial))
+        tokenizer.save_pretrained(str(partial))
+        partial.replace(cache)
+        log.info("saved the de-quantized model to %s", cache)
+    except (OSError, ValueError, AttributeError) as e:
+        log.warning("could not cache the de-quantized model in %s (next start is slow again): %s", cache, e)

@@ -1,0 +1,101 @@
+"""Conversations and answered messages: the history a follow-up question is condensed with, and the record
+SFT rebuilds training examples from (question, the exact numbered context, answer, cited chunks).
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from bot.answer.prompt import format_context
+from bot.domain import Answer, ConversationKey, Question, Turn
+from bot.errors import StorageError
+
+_KEY_MATCH = "platform = %(platform)s AND workspace = %(workspace)s AND channel = %(channel)s AND thread = %(thread)s"
+
+CONVERSATION_EXISTS = f"SELECT EXISTS (SELECT 1 FROM conversations WHERE {_KEY_MATCH})"
+
+SELECT_HISTORY = f"""
+SELECT question, answer FROM (
+    SELECT m.id, m.question, m.answer
+    FROM messages m
+    WHERE m.conversation_id = (SELECT id FROM conversations WHERE {_KEY_MATCH})
+    ORDER BY m.id DESC
+    LIMIT %(limit)s
+) AS recent
+ORDER BY id
+"""
+
+UPSERT_CONVERSATION = """
+INSERT INTO conversations (platform, workspace, channel, thread)
+VALUES (%(platform)s, %(workspace)s, %(channel)s, %(thread)s)
+ON CONFLICT (platform, workspace, channel, thread) DO UPDATE SET thread = EXCLUDED.thread
+RETURNING id
+"""
+
+INSERT_MESSAGE = """
+INSERT INTO messages (
+    conversation_id, platform, user_id, user_name, question, search_query, answer, found, scopes,
+    retrieved_chunk_ids, cited_chunk_ids, prompt_context, model, latency_ms
+) VALUES (
+    %(conversation_id)s, %(platform)s, %(user_id)s, %(user_name)s, %(question)s, %(search_query)s, %(answer)s,
+    %(found)s, %(scopes)s::text[], %(retrieved_chunk_ids)s::bigint[], %(cited_chunk_ids)s::bigint[],
+    %(prompt_context)s, %(model)s, %(latency_ms)s
+)
+RETURNING id
+"""
+
+
+def _key_params(key: ConversationKey) -> dict[str, str]:
+    return {"platform": key.platform, "workspace": key.workspace, "channel": key.channel, "thread": key.thread}
+
+
+async def exists(pool: AsyncConnectionPool, key: ConversationKey) -> bool:
+    """True when the bot has answered in this conversation before."""
+    try:
+        async with pool.connection() as conn:
+            row = await (await conn.execute(CONVERSATION_EXISTS, _key_params(key))).fetchone()
+    except psycopg.Error as e:
+        raise StorageError(f"cannot look up the conversation: {e}") from e
+    return bool(row and row[0])
+
+
+async def history(pool: AsyncConnectionPool, key: ConversationKey, limit: int) -> list[Turn]:
+    """The last ``limit`` exchanges of the conversation, oldest first (empty for an unknown conversation)."""
+    if limit <= 0:
+        return []
+    try:
+        async with pool.connection() as conn:
+            rows = await (await conn.execute(SELECT_HISTORY, {**_key_params(key), "limit": limit})).fetchall()
+    except psycopg.Error as e:
+        raise StorageError(f"cannot read the conversation history: {e}") from e
+    return [Turn(question=question, answer=answer) for question, answer in rows]
+
+
+async def record_message(pool: AsyncConnectionPool, question: Question, answer: Answer, *, latency_ms: int) -> int:
+    """Store one answered question (creating its conversation on first use) and return the message id."""
+    params = {
+        "platform": question.actor.platform,
+        "user_id": question.actor.user_id,
+        "user_name": question.actor.display_name,
+        "question": question.text,
+        "search_query": answer.search_query,
+        "answer": answer.text,
+        "found": answer.found,
+        "scopes": list(question.scopes),
+        "retrieved_chunk_ids": [p.chunk_id for p in answer.passages],
+        "cited_chunk_ids": [c.chunk_id for c in answer.citations],
+        "prompt_context": format_context(answer.passages),
+        "model": answer.model,
+        "latency_ms": latency_ms,
+    }
+    try:
+        async with pool.connection() as conn, conn.transaction():
+            conversation_id = None
+            if question.conversation is not None:
+                cursor = await conn.execute(UPSERT_CONVERSATION, _key_params(question.conversation))
+                conversation_id = (await cursor.fetchone())[0]  # type: ignore[index]
+            cursor = await conn.execute(INSERT_MESSAGE, {**params, "conversation_id": conversation_id})
+            return (await cursor.fetchone())[0]  # type: ignore[index]
+    except psycopg.Error as e:
+        raise StorageError(f"cannot record the answer: {e}") from e

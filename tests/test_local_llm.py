@@ -1,0 +1,267 @@
+"""The embedded local model server: a tiny random model built here, served over real HTTP to the openai client.
+
+One slow test runs the real packaged Gemma 3 270M end to end through the Answerer.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from bot.errors import ConfigError
+from bot.local_llm.launcher import start_local_llm
+from bot.local_llm.model import LocalModel, StopFilter, load_local_model
+
+SPECIAL = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
+TRAINING_TEXT = [
+    "The support office is open from 9am to 5pm on weekdays.",
+    "Visitor parking is on level 2 of the north garage.",
+    "Lunch is served in the cafeteria at noon.",
+    "答案在上下文中。",
+]
+
+
+def build_tiny_model(folder: Path, *, seed: int = 0) -> Path:
+    """A 2-layer LLaMA with random weights and a small byte-level BPE tokenizer (no chat template)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    raw.train_from_iterator(TRAINING_TEXT, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llm"))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_model_dir: Path) -> LocalModel:
+    return load_local_model(tiny_model_dir, name="tiny")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server_url(tiny_model: LocalModel) -> Iterator[str]:
+    """The real server app on uvicorn in a thread (real HTTP)."""
+    import uvicorn
+
+    from bot.local_llm.server import create_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(tiny_model), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def client(server_url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server_url}/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+MESSAGES = [
+    {"role": "system", "content": "Answer from the sources."},
+    {"role": "user", "content": "When is the support office open?"},
+]
+
+
+def test_health_and_models_name_the_served_model(server_url: str) -> None:
+    assert httpx.get(f"{server_url}/health").json() == {"status": "ok", "model": "tiny"}
+    assert [m["id"] for m in httpx.get(f"{server_url}/v1/models").json()["data"]] == ["tiny"]
+
+
+def test_chat_template_is_applied_to_a_model_without_one(tiny_model: LocalModel) -> None:
+    rendered = tiny_model.tokenizer.decode(tiny_model.prompt_ids(MESSAGES))
+    assert rendered == (
+        "<bos><start_of_turn>user\nAnswer from the sources.\n\nWhen is the support office open?<end_of_turn>\n"
+        "<start_of_turn>model\n"
+    )
+
+
+def test_non_streaming_completion_reports_text_usage_and_finish_reason(client: openai.OpenAI) -> None:
+    response = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=8, temperature=0)
+
+    choice = response.choices[0]
+    assert choice.message.role == "assistant"
+    assert choice.message.content
+    assert choice.finish_reason == "length"
+    assert response.usage.completion_tokens == 8
+    assert response.usage.prompt_tokens > 10
+    assert response.usage.total_tokens == response.usage.prompt_tokens + 8
+
+
+def test_streaming_gives_the_same_text_as_non_streaming(client: openai.OpenAI) -> None:
+    complete = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=8, temperature=0)
+    stream = client.chat.completions.create(
+        model="tiny", messages=MESSAGES, max_tokens=8, temperature=0, stream=True,
+        stream_options={"include_usage": True},
+    )  # fmt: skip
+    chunks = list(stream)
+
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == complete.choices[0].message.content
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    assert chunks[-1].usage.completion_tokens == 8
+
+
+def test_generation_stops_before_a_requested_stop_string(client: openai.OpenAI) -> None:
+    full = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=12, temperature=0)
+    text = full.choices[0].message.content
+    stop = text[3:5]
+
+    cut = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=12, temperature=0, stop=[stop])
+
+    assert cut.choices[0].message.content == text[: text.find(stop)]
+    assert cut.choices[0].finish_reason == "stop"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, "messages"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "hi"}]}, "role"),
+        ({"messages": [{"role": "user", "content": {"x": 1}}]}, "content"),
+        ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, "max_tokens"),
+        ({"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}, "sampling"),
+        ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5000}, "exceeds"),
+    ],
+)
+def test_malformed_requests_get_a_400_with_a_reason(server_url: str, body: dict, message: str) -> None:
+    response = httpx.post(f"{server_url}/v1/chat/completions", json=body)
+    assert response.status_code == 400
+    assert message in response.json()["error"]["message"]
+
+
+def test_non_json_body_gets_a_400(server_url: str) -> None:
+    response = httpx.post(f"{server_url}/v1/chat/completions", content=b"\xff\x00not json")
+    assert response.status_code == 400
+
+
+def test_stop_filter_cuts_a_stop_string_split_across_pieces() -> None:
+    stop_filter = StopFilter(["<end_of_turn>"])
+    out = [stop_filter.feed(p) for p in ["Hello <end", "_of_", "turn> ignored"]]
+    assert "".join(out) == "Hello "
+    assert stop_filter.stopped
+
+
+def test_stop_filter_releases_a_held_back_prefix_that_was_no_stop() -> None:
+    stop_filter = StopFilter(["<end_of_turn>"])
+    out = stop_filter.feed("a <en") + stop_filter.feed("try") + stop_filter.flush()
+    assert out == "a <entry"
+    assert not stop_filter.stopped
+
+
+def test_lora_adapter_is_loaded_and_changes_the_model(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    lora = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(str(tmp_path / "adapter"))
+
+    plain = load_local_model(tiny_model_dir, name="base")
+    adapted = load_local_model(tiny_model_dir, tmp_path / "adapter", name="adapted")
+    ids = torch.tensor([plain.prompt_ids(MESSAGES)])
+    with torch.inference_mode():
+        assert not torch.allclose(plain.model(ids).logits, adapted.model(ids).logits)
+
+
+def test_missing_model_path_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no model at"):
+        load_local_model(tmp_path / "nope", name="x")
+
+
+def test_launcher_starts_a_server_subprocess_and_stops_it(settings, tiny_model_dir: Path) -> None:
+    settings = settings.model_copy(update={"llm_model": "tiny-served", "local_llm_use_adapter": False})
+    with start_local_llm(settings, model_path=tiny_model_dir, port=0) as local:
+        assert local.base_url.startswith("http://127.0.0.1:")
+        client = openai.OpenAI(base_url=local.base_url, api_key="unused", max_retries=0, timeout=60)
+        reply = client.chat.completions.create(model=local.model_name, messages=MESSAGES, max_tokens=4)
+        assert reply.model == "tiny-served"
+        assert reply.usage.completion_tokens >= 1
+    assert local.process.poll() is not None
+
+
+def test_launcher_reports_a_server_that_cannot_start_with_its_log(settings, tmp_path: Path) -> None:
+    settings = settings.model_copy(update={"local_llm_use_adapter": False})
+    with pytest.raises(ConfigError, match=r"exited with code [^0](.|\n)*no model at"):
+        start_local_llm(settings, model_path=tmp_path / "missing-model", port=0)
+
+
+def test_launcher_rejects_an_adapter_path_that_is_no_adapter(settings, tmp_path: Path) -> None:
+    settings = settings.model_copy(update={"local_llm_adapter_path": tmp_path})
+    with pytest.raises(ConfigError, match="not a PEFT adapter"):
+        start_local_llm(settings, model_path=tmp_path, port=0)
+
+
+@pytest.mark.slow
+async def test_real_gemma_answers_through_the_chain(settings, pool, pytestconfig) -> None:
+    """The packaged Gemma 3 270M (adapter when shipped) answers a RAG question end to end; quality not asserted."""
+    from bot.answer.chain import Answerer
+    from bot.domain import Answer
+    from bot.embeddings import load_embedder
+    from bot.retrieval import Retriever
+    from tests.fixtures.embeddings import CorpusDocument, index_corpus
+
+    data_dir = pytestconfig.cache.mkdir("lorebot-data")  # the GGUF and its de-quantized copy, kept across runs
+    settings = settings.model_copy(
+        update={"data_dir": data_dir, "llm_max_tokens": 24, "llm_timeout_s": 300.0, "llm_model": "gemma"}
+    )
+    embedder = load_embedder(settings)
+    await index_corpus(
+        pool, embedder, [CorpusDocument("Office hours", ["The support office is open from 10am to 2pm on Saturdays."])]
+    )
+    with start_local_llm(settings, port=0) as local:
+        served = settings.model_copy(update={"llm_base_url": local.base_url, "llm_model": local.model_name})
+        answerer = Answerer(served, Retriever(pool, embedder, served))
+        events = [e async for e in answerer.stream("When is the support office open on Saturdays?", ["default"], [])]
+    final = events[-1]
+    assert isinstance(final, Answer)
+    assert final.text.strip()
+    assert final.passages
