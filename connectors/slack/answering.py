@@ -1,0 +1,69 @@
+"""Answering in a conversation: a placeholder at once, edits while the answer streams, then the final blocks."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.domain import Answer, AnswerDelta, Question
+from bot.failures import describe_failure
+from connectors.slack import render
+
+if TYPE_CHECKING:
+    from bot.service import Lorebot
+
+log = logging.getLogger(__name__)
+
+STREAM_UPDATE_INTERVAL_S = 1.0
+"""At most one placeholder edit per second (Slack's chat.update rate limit and readable streaming)."""
+MAX_QUESTION_CHARS = 4000
+
+
+async def answer_in_thread(
+    service: Lorebot, client: AsyncWebClient, question: Question, *, channel: str, thread_ts: str | None
+) -> None:
+    """Post a placeholder in the thread, stream the answer into it and finish with Block Kit (or an apology)."""
+    started = time.perf_counter()
+    placeholder = await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=render.THINKING_TEXT)
+    ts = placeholder["ts"]
+    log.info("placeholder in %s after %.0f ms", channel, (time.perf_counter() - started) * 1000)
+    try:
+        problem = question_problem(question.text)
+        if problem:
+            await client.chat_update(channel=channel, ts=ts, text=problem)
+            return
+        answer = await _stream_into(service, client, question, channel=channel, ts=ts)
+    except Exception as e:  # every failure becomes a visible apology; describe_failure logs the details
+        await client.chat_update(channel=channel, ts=ts, text=describe_failure(e).user_message)
+        return
+    await client.chat_update(
+        channel=channel, ts=ts, text=render.fallback_text(answer.text), blocks=render.answer_blocks(answer)
+    )
+
+
+async def _stream_into(
+    service: Lorebot, client: AsyncWebClient, question: Question, *, channel: str, ts: str
+) -> Answer:
+    text = ""
+    last_update = time.monotonic()
+    async for event in service.stream(question):
+        if isinstance(event, AnswerDelta):
+            text += event.text
+            if time.monotonic() - last_update >= STREAM_UPDATE_INTERVAL_S and text.strip():
+                await client.chat_update(channel=channel, ts=ts, text=render.preview_text(text))
+                last_update = time.monotonic()
+        else:
+            return event
+    raise AssertionError("the answer stream ended without an Answer")
+
+
+def question_problem(text: str) -> str | None:
+    """Why a question cannot be asked as written, or None."""
+    if not text.strip():
+        return "Ask me a question after the mention, e.g. “@Lorebot how do I reset my password?”"
+    if len(text) > MAX_QUESTION_CHARS:
+        return f"That question is {len(text):,} characters long; please keep it under {MAX_QUESTION_CHARS:,}."
+    return None

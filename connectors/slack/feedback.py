@@ -1,0 +1,84 @@
+"""Buttons under an answer: 👍/👎 recorded through the core (👎 opens an optional comment dialog) and
+"Share to channel" for private ``/ask`` answers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.domain import Score
+from bot.failures import describe_failure
+from connectors.slack import render
+from connectors.slack.deps import Deps
+
+log = logging.getLogger(__name__)
+
+THANKS_TEXT = "Thanks for the feedback!"
+SHARE_EXPIRED_TEXT = "This answer is no longer available to share; please ask again with a mention in the channel."
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    @app.action(render.FEEDBACK_UP_ACTION)
+    async def helpful(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        deps.tasks.spawn(_record(deps, body, action, respond, score=1), name="feedback +1")
+
+    @app.action(render.FEEDBACK_DOWN_ACTION)
+    async def not_helpful(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
+    ) -> None:
+        await ack()
+        # the trigger id expires 3 s after the click: open the dialog before anything slow
+        await client.views_open(trigger_id=body["trigger_id"], view=render.feedback_modal(int(action["value"])))
+        deps.tasks.spawn(_record(deps, body, action, respond, score=-1), name="feedback -1")
+
+    @app.view_submission(render.FEEDBACK_MODAL_CALLBACK)
+    async def comment(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        deps.tasks.spawn(_record_comment(deps, client, body, view), name="feedback comment")
+
+    @app.action(render.SHARE_ACTION)
+    async def share(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        answer = deps.private_answers.get(int(action["value"]))
+        if answer is None:
+            await respond(text=SHARE_EXPIRED_TEXT, response_type="ephemeral", replace_original=False)
+            return
+        blocks = [*render.answer_blocks(answer), render.shared_by_block(body["user"]["id"])]
+        await respond(
+            text=render.fallback_text(answer.text), blocks=blocks, response_type="in_channel", delete_original=True
+        )
+
+
+async def _record(
+    deps: Deps, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond, score: Score
+) -> None:
+    user = body["user"]
+    actor = deps.admins.actor(user["id"], user.get("username") or user.get("name", ""))
+    try:
+        await deps.service.record_feedback(actor, int(action["value"]), score)
+        reply = THANKS_TEXT
+    except Exception as e:  # shown to the clicker; describe_failure logs the details
+        reply = describe_failure(e).user_message
+    await respond(text=reply, response_type="ephemeral", replace_original=False)
+
+
+async def _record_comment(deps: Deps, client: AsyncWebClient, body: dict[str, Any], view: dict[str, Any]) -> None:
+    comment = (
+        view["state"]["values"]
+        .get(render.FEEDBACK_COMMENT_BLOCK, {})
+        .get(render.FEEDBACK_COMMENT_INPUT, {})
+        .get("value")
+        or ""
+    )
+    actor = deps.admins.actor(body["user"]["id"])
+    try:
+        await deps.service.record_feedback(actor, int(view["private_metadata"]), -1, comment)
+    except Exception as e:  # the dialog is closed by now: tell the user in the bot's DM
+        await client.chat_postMessage(channel=actor.user_id, text=describe_failure(e).user_message)

@@ -1,0 +1,96 @@
+"""Events: @mentions, DMs and thread follow-ups become questions; files shared with the bot become documents."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.domain import ConversationKey, Platform, Question
+from bot.failures import describe_failure
+from connectors.slack import render
+from connectors.slack.answering import answer_in_thread
+from connectors.slack.deps import Deps
+from connectors.slack.files import fetch_file
+
+log = logging.getLogger(__name__)
+
+MENTION = re.compile(r"<@[UW][A-Z0-9]+(?:\|[^>]*)?>")
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    @app.event("app_mention")
+    async def on_mention(event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient) -> None:
+        thread = event.get("thread_ts") or event["ts"]
+        deps.tasks.spawn(_handle(deps, client, event, context.team_id or "", thread), name=f"mention {event['ts']}")
+
+    @app.event("message")
+    async def on_message(event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient) -> None:
+        team = context.team_id or ""
+        if event.get("channel_type") == "im":
+            thread = event.get("thread_ts") or ""
+            deps.tasks.spawn(_handle(deps, client, event, team, thread), name=f"dm {event.get('ts')}")
+        elif _is_follow_up(event, context.bot_user_id):
+            deps.tasks.spawn(_follow_up(deps, client, event, team), name=f"follow-up {event.get('ts')}")
+
+
+def _is_follow_up(event: dict[str, Any], bot_user_id: str | None) -> bool:
+    """A reply inside a thread that does not mention the bot (mentions arrive as ``app_mention`` too)."""
+    in_thread = bool(event.get("thread_ts")) and event.get("thread_ts") != event.get("ts")
+    return in_thread and f"<@{bot_user_id}>" not in (event.get("text") or "")
+
+
+async def _follow_up(deps: Deps, client: AsyncWebClient, event: dict[str, Any], team: str) -> None:
+    key = ConversationKey(Platform.SLACK.value, team, event["channel"], event["thread_ts"])
+    if await deps.service.knows_conversation(key):
+        await _handle(deps, client, event, team, event["thread_ts"])
+
+
+async def _handle(deps: Deps, client: AsyncWebClient, event: dict[str, Any], team: str, thread: str) -> None:
+    """Ingest the files in ``event`` or answer its text, replying in ``thread`` ("" = the DM itself)."""
+    channel, user = event["channel"], event.get("user", "")
+    reply_in = thread or None
+    if event.get("files"):
+        await _ingest_files(deps, client, event["files"], user=user, team=team, channel=channel, thread=reply_in)
+        return
+    question = Question(
+        text=MENTION.sub("", event.get("text") or "").strip(),
+        actor=deps.admins.actor(user),
+        scopes=deps.service.scopes_for(Platform.SLACK.value, team, channel),
+        conversation=ConversationKey(Platform.SLACK.value, team, channel, thread),
+    )
+    log.info("question from %s in %s (thread %s)", user, channel, thread or "-")
+    await answer_in_thread(deps.service, client, question, channel=channel, thread_ts=reply_in)
+
+
+async def _ingest_files(
+    deps: Deps,
+    client: AsyncWebClient,
+    files: list[dict[str, Any]],
+    *,
+    user: str,
+    team: str,
+    channel: str,
+    thread: str | None,
+) -> None:
+    actor = await deps.admins.admin_aware_actor(user)
+    scope = deps.service.scopes_for(Platform.SLACK.value, team, channel)[0]
+    for shared in files:
+        try:
+            fetched = await fetch_file(client, deps.settings, shared["id"])
+            result = await deps.service.add_file(
+                actor,
+                fetched.data,
+                fetched.name,
+                scope=scope,
+                source_uri=fetched.permalink or f"slack-file:{team}:{fetched.file_id}",
+                declared_mime=fetched.mimetype or None,
+            )
+            reply = render.ingest_text(result)
+        except Exception as e:  # shown to the uploader; describe_failure logs the details
+            reply = describe_failure(e).user_message
+        await client.chat_postMessage(channel=channel, thread_ts=thread, text=reply)

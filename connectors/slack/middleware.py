@@ -1,0 +1,59 @@
+"""Global middleware: drop what the bot must not answer, and claim each event id exactly once.
+
+A dropped request still gets a 200 :class:`BoltResponse`: without it bolt answers 404 and Slack re-delivers.
+Own messages are already dropped by bolt's built-in self-event filter, which runs before these.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt.response import BoltResponse
+
+from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.service import Lorebot
+
+log = logging.getLogger(__name__)
+
+ANSWERED_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
+"""Message subtypes that are a person saying something; edits, deletions, joins and bot posts are not."""
+
+Next = Callable[[], Awaitable[BoltResponse | None]]
+Middleware = Callable[..., Awaitable[BoltResponse | None]]
+
+
+def _handled() -> BoltResponse:
+    return BoltResponse(status=200, body="")
+
+
+def skip_noise(settings: Settings) -> Middleware:
+    """Drop message edits/deletions/system messages and (per setting) other bots' messages."""
+
+    async def skip_noise(body: dict[str, Any], next: Next) -> BoltResponse | None:
+        event = body.get("event") or {}
+        if event.get("type") == "message" and event.get("subtype") not in ANSWERED_SUBTYPES:
+            log.debug("ignoring message subtype %s", event.get("subtype"))
+            return _handled()
+        if settings.slack_ignore_other_bots and (event.get("bot_id") or event.get("bot_profile")):
+            log.debug("ignoring bot %s", event.get("bot_id"))
+            return _handled()
+        return await next()
+
+    return skip_noise
+
+
+def claim_events(service: Lorebot) -> Middleware:
+    """Let only the first delivery of an Events API event id through, across processes and restarts."""
+
+    async def claim_events(body: dict[str, Any], next: Next) -> BoltResponse | None:
+        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
+        if event_id and not await service.claim_event("slack", event_id):
+            log.info("dropping re-delivered event %s", event_id)
+            return _handled()
+        return await next()
+
+    return claim_events
