@@ -289,7 +289,7 @@ def local_llm(
     adapter: Annotated[Path | None, typer.Option(help="PEFT LoRA adapter folder")] = None,
 ) -> None:
     """Serve the embedded local model on an OpenAI-compatible endpoint in the foreground."""
-    from bot.local_llm.server import main as serve_local_llm
+    from bot.local_llm.server import serve as serve_local_llm
 
     settings = _settings()
     serve_local_llm(settings, port=port, adapter_path=adapter)

@@ -17,6 +17,7 @@ from bot.errors import (
     PermissionDenied,
     RateLimited,
     RetrievalError,
+    ShuttingDown,
     StorageError,
 )
 
@@ -36,6 +37,9 @@ def describe_failure(exc: BaseException) -> Failure:
     if isinstance(exc, RateLimited):
         message = f"You're asking quickly: please try again in {max(1, round(exc.retry_after))} s."
         return Failure(error_id, exc.reason, message)
+    if isinstance(exc, ShuttingDown):
+        log.info("refused while restarting (error %s)", error_id)
+        return Failure(error_id, exc.reason, "I'm restarting: please ask again in a moment.")
     if isinstance(exc, PermissionDenied):
         log.info("refused (error %s): %s", error_id, exc)
         return Failure(error_id, exc.reason, f"Sorry, only knowledge-base admins can do that ({error_id}).")

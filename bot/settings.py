@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     embedding_api_key: SecretStr | None = None
     embedding_dim: int = Field(default=384, ge=1, le=16000, description="Must match the model's output size")
     embedding_batch_size: int = Field(default=32, ge=1)
+    embedding_timeout_s: float = Field(default=30.0, gt=0, description="Timeout of one openai-backend request")
 
     # --- ingestion -----------------------------------------------------------------------------------
     default_scope: str = "default"
@@ -63,6 +64,11 @@ class Settings(BaseSettings):
     fetch_max_redirects: int = Field(default=5, ge=0)
     fetch_allow_private: bool = Field(
         default=False, description="Allow URLs on private/loopback networks (only for trusted intranets)"
+    )
+    fetch_allowed_hosts: CsvList = Field(
+        default_factory=list,
+        description="host or host:port that may resolve to private addresses (narrower than fetch_allow_private); "
+        "cloud metadata addresses stay refused",
     )
 
     # --- retrieval -----------------------------------------------------------------------------------
@@ -93,6 +99,9 @@ class Settings(BaseSettings):
         default=None, description="PEFT LoRA adapter folder; unset = the adapter shipped with Lorebot"
     )
     local_llm_use_adapter: bool = True
+    local_llm_start_timeout_s: float = Field(
+        default=300.0, gt=0, description="How long to wait for the local model server to load and answer /health"
+    )
 
     # --- access and scopes ---------------------------------------------------------------------------
     admin_user_ids: CsvList = Field(default_factory=list, description="platform:user ids, e.g. slack:U123")
@@ -108,7 +117,8 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_mode: Literal["socket", "http"] = "socket"
     slack_api_url: str = "https://slack.com/api/"
-    slack_http_port: int = Field(default=3000, ge=1, le=65535)
+    slack_http_host: str = Field(default="0.0.0.0", description="Bind address in HTTP mode")
+    slack_http_port: int = Field(default=3000, ge=0, le=65535, description="HTTP mode port; 0 = any free port")
     slack_http_path: str = "/slack/events"
     slack_admin_user_ids: CsvList = Field(default_factory=list)
     slack_admin_usergroup_ids: CsvList = Field(default_factory=list)
@@ -128,5 +138,8 @@ class Settings(BaseSettings):
     health_host: str = "0.0.0.0"
     health_port: int = Field(default=8080, ge=0, le=65535, description="/healthz and /metrics; 0 = off")
     shutdown_grace_s: float = Field(default=25.0, ge=0)
+    health_check_timeout_s: float = Field(default=2.0, gt=0, description="Per-check timeout of /healthz")
+    local_api_host: str = Field(default="127.0.0.1", description="`lorebot serve local` HTTP API address")
+    local_api_port: int = Field(default=8088, ge=0, le=65535)
     log_level: str = "INFO"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -39,12 +40,13 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_server_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+def pg_server_uri() -> str:
     """An admin URI: the test server from TEST_DATABASE_URL, else an embedded one for this session."""
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
         return url
-    return start_embedded_server(tmp_path_factory.mktemp("pg"), shared_buffers="256MB")
+    # Outside pytest's temp root: other pytest runs reset that to mode 0700, locking out the `pgserver` OS user.
+    return start_embedded_server(Path(tempfile.mkdtemp(prefix="lorebot-pg-")), shared_buffers="256MB")
 
 
 @pytest.fixture(scope="session")

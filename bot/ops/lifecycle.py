@@ -1,0 +1,170 @@
+"""Running one connector as a service process, and stopping it without dropping answers.
+
+:func:`run_service` starts the service, the health server and the connector, then waits for SIGTERM/SIGINT.
+Shutdown goes: stop taking new requests (``/healthz`` turns 503, :meth:`InFlight.track` refuses) → wait up to
+``shutdown_grace_s`` for the answers in flight → cancel the connector (it closes its clients in ``finally``) →
+close the health server, the pool and the embedded LLM. Keep ``shutdown_grace_s`` + ``CONNECTOR_CLOSE_TIMEOUT_S``
+below the orchestrator's kill timeout (compose ``stop_grace_period``).
+
+A connector is ``async def serve(service, inflight) -> None`` that runs until cancelled. It either wraps each
+request in ``async with inflight.track():`` (so the drain above waits for it), or finishes its own work when
+cancelled — it then gets what is left of the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+
+from bot.errors import ShuttingDown
+from bot.ops.health import HealthServer
+from bot.ops.metrics import MeteredLorebot, Metrics
+from bot.runtime import llm_endpoint
+from bot.service import Lorebot
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Connector = Callable[[Lorebot, "InFlight"], Awaitable[None]]
+CONNECTOR_CLOSE_TIMEOUT_S = 5.0
+"""How long a cancelled connector may take, past the grace period, to close its clients before the process exits."""
+
+
+class InFlight:
+    """Counts requests being answered, refuses new ones once shutdown begins, and waits for the rest."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = asyncio.Event()
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    @property
+    def accepting(self) -> bool:
+        return not self._stopping.is_set()
+
+    def stop_accepting(self) -> None:
+        self._stopping.set()
+
+    async def wait_stopping(self) -> None:
+        """Return once shutdown begins: connectors that hold a subscription (Slack Socket Mode) drop it here."""
+        await self._stopping.wait()
+
+    @contextlib.asynccontextmanager
+    async def track(self) -> AsyncIterator[None]:
+        """Hold the process open while the block runs; raises :class:`ShuttingDown` once draining started."""
+        if not self.accepting:
+            raise ShuttingDown("the bot is restarting, please ask again in a moment")
+        self._count += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._count -= 1
+            if self._count == 0:
+                self._idle.set()
+
+    async def drain(self, timeout: float) -> bool:
+        """Stop accepting and wait up to ``timeout`` s for the requests in flight; False if some remain."""
+        self.stop_accepting()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+async def run_service(settings: Settings, connector: Connector) -> None:
+    """Serve ``connector`` until SIGTERM/SIGINT, then shut down gracefully. Re-raises the connector's crash."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _on_signal, signum, stop)
+    try:
+        async with AsyncExitStack() as stack:
+            settings = await stack.enter_async_context(llm_endpoint(settings))
+            metrics = Metrics()
+            service = await MeteredLorebot.start(settings, metrics=metrics)
+            stack.push_async_callback(service.close)
+            inflight = InFlight()
+            if settings.health_port:
+                health = HealthServer(settings, service.pool, metrics, draining=lambda: not inflight.accepting)
+                await health.start()
+                stack.push_async_callback(health.stop)
+            await _serve_until_stopped(settings, connector(service, inflight), inflight, stop)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    log.info("stopped")
+
+
+async def serve_connector(settings: Settings, name: str) -> None:
+    """``lorebot serve NAME``: :func:`run_service` with the connector registered under ``name``."""
+    await run_service(settings, CONNECTORS[name])
+
+
+async def _serve_slack(service: Lorebot, inflight: InFlight) -> None:
+    from connectors.slack.runner import run_slack  # drains its own answer tasks when cancelled
+
+    await run_slack(service.settings, service)
+
+
+async def _serve_discord(service: Lorebot, inflight: InFlight) -> None:
+    from connectors.discord.runner import run_discord
+
+    await run_discord(service.settings, service)
+
+
+async def _serve_local(service: Lorebot, inflight: InFlight) -> None:
+    from connectors.local.api import serve
+
+    await serve(service, inflight)
+
+
+CONNECTORS: dict[str, Connector] = {"slack": _serve_slack, "discord": _serve_discord, "local": _serve_local}
+"""Connector name → coroutine function; each imports its platform SDK only when chosen."""
+
+
+def _on_signal(signum: int, stop: asyncio.Event) -> None:
+    if stop.is_set():
+        log.info("%s again: still draining", signal.Signals(signum).name)
+        return
+    log.info("%s received: shutting down", signal.Signals(signum).name)
+    stop.set()
+
+
+async def _serve_until_stopped(
+    settings: Settings, serving: Awaitable[None], inflight: InFlight, stop: asyncio.Event
+) -> None:
+    task = asyncio.ensure_future(serving)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        task.result()  # a crashed connector ends the process with its error (the restart policy restarts it)
+        log.warning("connector stopped by itself")
+        return
+    deadline = asyncio.get_running_loop().time() + settings.shutdown_grace_s
+    log.info("draining %d request(s) in flight for up to %.1f s", inflight.count, settings.shutdown_grace_s)
+    if await inflight.drain(settings.shutdown_grace_s):
+        log.info("all answers delivered")
+    else:
+        log.warning("grace period over: abandoning %d request(s) in flight", inflight.count)
+    task.cancel()  # connectors that drain their own work when cancelled get the rest of the grace period
+    remaining = max(0.0, deadline - asyncio.get_running_loop().time()) + CONNECTOR_CLOSE_TIMEOUT_S
+    await asyncio.wait({task}, timeout=remaining)
+    if not task.done():
+        log.warning("connector did not close within the grace period")
+    elif not task.cancelled() and task.exception() is not None:
+        log.error("connector failed while closing", exc_info=task.exception())

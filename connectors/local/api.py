@@ -1,0 +1,143 @@
+"""``lorebot serve local``: ``POST /ask {"question", "user", "conversation"?}`` → answer with citations (JSON).
+
+Translation only: JSON → :class:`~bot.domain.Question` → :meth:`Lorebot.ask` → JSON. Errors use the core's one
+description (:func:`~bot.failures.describe_failure`) and an HTTP status that tells a client whether retrying helps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from aiohttp import web
+
+from bot.domain import Actor, Answer, ConversationKey, Platform, Question
+from bot.errors import (
+    AnswerError,
+    ConfigError,
+    LorebotError,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    RetrievalError,
+    ShuttingDown,
+    StorageError,
+)
+from bot.failures import describe_failure
+from bot.ops.lifecycle import InFlight
+from bot.service import Lorebot
+
+log = logging.getLogger(__name__)
+
+WORKSPACE = "api"
+MAX_NAME_CHARS = 200
+"""User and conversation ids are labels, not text: anything longer is a client bug."""
+STATUS_BY_ERROR: tuple[tuple[type[LorebotError], int], ...] = (
+    (RateLimited, 429),
+    (PermissionDenied, 403),
+    (NotFound, 404),
+    (ShuttingDown, 503),
+    (AnswerError, 503),
+    (StorageError, 503),
+    (RetrievalError, 503),
+    (ConfigError, 503),
+)
+
+
+class BadRequest(ValueError):
+    """The request body is not what ``/ask`` expects."""
+
+
+def build_app(service: Lorebot, inflight: InFlight) -> web.Application:
+    async def ask(request: web.Request) -> web.Response:
+        try:
+            question = _question(service, await _json_body(request))
+        except BadRequest as e:
+            return web.json_response({"error": str(e), "reason": "bad request"}, status=400)
+        try:
+            async with inflight.track():
+                answer = await service.ask(question)
+        except ValueError as e:  # the core's input validation (empty or oversized question)
+            return web.json_response({"error": str(e), "reason": "bad request"}, status=400)
+        except Exception as e:  # one place turns every failure into a reply with an error id
+            return _failure_response(e)
+        return web.json_response(_answer_json(answer))
+
+    app = web.Application()
+    app.router.add_post("/ask", ask)
+    return app
+
+
+async def serve(service: Lorebot, inflight: InFlight) -> None:
+    """Serve the API on ``local_api_host:local_api_port`` until cancelled."""
+    settings = service.settings
+    runner = web.AppRunner(build_app(service, inflight), access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.local_api_host, settings.local_api_port).start()
+        host, port = runner.addresses[0][:2]
+        log.info("local API on http://%s:%d/ask", host, port)
+        await asyncio.Event().wait()  # serve until the lifecycle cancels us
+    finally:
+        await runner.cleanup()
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BadRequest(f"body is not JSON: {e}") from e
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return body
+
+
+def _question(service: Lorebot, body: dict[str, Any]) -> Question:
+    text = body.get("question")
+    if not isinstance(text, str):
+        raise BadRequest('"question" must be a string')
+    if not _encodes(text):
+        raise BadRequest('"question" is not valid Unicode (lone surrogate escapes)')
+    user = _label(body, "user", default="anonymous")
+    conversation = _label(body, "conversation", default="")
+    key = ConversationKey(Platform.LOCAL, WORKSPACE, conversation) if conversation else None
+    actor = Actor(Platform.LOCAL, user, user)
+    return Question(text, actor, service.scopes_for(Platform.LOCAL, WORKSPACE, conversation), key)
+
+
+def _label(body: dict[str, Any], name: str, *, default: str) -> str:
+    value = body.get(name, default)
+    if not isinstance(value, str) or len(value) > MAX_NAME_CHARS:
+        raise BadRequest(f'"{name}" must be a string of at most {MAX_NAME_CHARS} characters')
+    return value.strip() or default
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _failure_response(error: Exception) -> web.Response:
+    failure = describe_failure(error)
+    status = next((code for kind, code in STATUS_BY_ERROR if isinstance(error, kind)), 400)
+    if not isinstance(error, LorebotError):
+        status = 500
+    headers = {"Retry-After": str(max(1, round(error.retry_after)))} if isinstance(error, RateLimited) else None
+    body = {"error": failure.user_message, "reason": failure.reason, "error_id": failure.error_id}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _answer_json(answer: Answer) -> dict[str, Any]:
+    return {
+        "answer": answer.text,
+        "found": answer.found,
+        "message_id": answer.message_id,
+        "model": answer.model,
+        "citations": [asdict(citation) for citation in answer.citations],
+    }

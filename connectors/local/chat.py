@@ -1,0 +1,78 @@
+"""``lorebot chat``: a terminal conversation with the knowledge base — question, streamed answer, numbered sources.
+
+One conversation per session (``ConversationKey("local", "cli", <session id>)``), so follow-up questions get the
+history like a Slack thread does. Input is read on the event loop on purpose: nothing else runs while the user
+types, and Ctrl-C / Ctrl-D then end the chat at once instead of leaving a reader thread behind.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from typing import TextIO
+
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from bot.domain import Actor, Answer, Citation, ConversationKey, Platform, Question
+from bot.errors import LorebotError
+from bot.failures import describe_failure
+from bot.service import Lorebot
+
+WORKSPACE = "cli"
+PROMPT = "[bold cyan]you ›[/bold cyan] "
+EXIT_WORDS = frozenset({"exit", "quit", ":q", "/exit", "/quit"})
+
+
+async def run_chat(
+    service: Lorebot, actor: Actor, scopes: Sequence[str], console: Console, *, stream: TextIO | None = None
+) -> None:
+    """Ask questions typed on ``stream`` (stdin by default) until EOF, Ctrl-C or ``exit``."""
+    session = ConversationKey(Platform.LOCAL, WORKSPACE, secrets.token_hex(4))
+    console.print(f"[dim]Ask about your documents (scopes: {', '.join(scopes)}). Empty line skips, 'exit' quits.[/dim]")
+    while (line := _read_question(console, stream)) is not None:
+        if not line:
+            continue
+        if line.lower() in EXIT_WORDS:
+            break
+        try:
+            answer = await _stream_answer(service, Question(line, actor, tuple(scopes), session), console)
+        except (LorebotError, ValueError) as e:
+            message = describe_failure(e).user_message if isinstance(e, LorebotError) else str(e)
+            console.print(Text(message, style="red"))
+            continue
+        console.print(render_sources(answer.citations))
+
+
+def _read_question(console: Console, stream: TextIO | None) -> str | None:
+    """The next line without surrounding blanks; None at end of input."""
+    try:
+        line = console.input(PROMPT, stream=stream)
+    except (EOFError, KeyboardInterrupt):
+        console.print()
+        return None
+    if stream is not None and not line:  # readline() gives "" only at end of file
+        return None
+    return line.strip()
+
+
+async def _stream_answer(service: Lorebot, question: Question, console: Console) -> Answer:
+    """Show the answer as it streams, then replace it with the final text (invalid citation markers removed)."""
+    shown = Text()
+    with Live(shown, console=console, refresh_per_second=8, vertical_overflow="visible") as live:
+        async for event in service.stream(question):
+            if isinstance(event, Answer):
+                live.update(Text(event.text))
+                return event
+            shown.append(event.text)
+            live.update(shown)
+    raise AssertionError("the answer stream always ends with an Answer")
+
+
+def render_sources(citations: Sequence[Citation]) -> Text:
+    """Numbered sources under an answer: ``[1] Title — uri``."""
+    lines = Text(style="dim")
+    for citation in citations:
+        lines.append(f"  [{citation.number}] {citation.title or 'untitled'} — {citation.source_uri}\n")
+    return lines
