@@ -21,6 +21,13 @@ from bot.storage.embedded import start_embedded_server
 from bot.storage.migrate import migrate
 from bot.storage.pool import open_pool
 
+pytest_plugins = [
+    "tests.fixtures.llm",
+    "tests.fixtures.embeddings",
+    "tests.fixtures.http",
+    "tests.fixtures.slack",
+]
+
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
 TEMPLATE_DB = "lorebot_test_template"
 _db_counter = itertools.count()

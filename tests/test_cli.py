@@ -1,0 +1,73 @@
+"""The ``lorebot`` CLI as a user runs it: real database, real embeddings, the fake LLM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Path, fake_llm, embedder) -> Path:
+    monkeypatch.chdir(tmp_path)  # no developer .env
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LLM_BASE_URL", fake_llm.base_url)
+    monkeypatch.setenv("LLM_MODEL", "fake-model")
+    docs = tmp_path / "docs"
+    (docs / "nested").mkdir(parents=True)
+    (docs / "hours.md").write_text("# Support hours\n\nThe desk is open on Saturdays from 10am to 2pm.\n")
+    (docs / "nested" / "billing.md").write_text("# Billing\n\nInvoices are sent on the first day of the month.\n")
+    (docs / "nested" / "notes.txt").write_text("Not matched by the glob.")
+    return docs
+
+
+def _json(output: str):
+    return json.loads(output)
+
+
+def test_ingest_search_list_and_remove_round_trip(cli_env: Path) -> None:
+    result = runner.invoke(app, ["ingest", str(cli_env), "--glob", "*.md"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("added") == 2
+
+    again = runner.invoke(app, ["ingest", str(cli_env), "--glob", "*.md"])
+    assert again.output.count("unchanged") == 2
+
+    hits = _json(runner.invoke(app, ["search", "When is the desk open on Saturday?", "--json"]).output)
+    assert hits[0]["title"] == "Support hours" and hits[0]["source_uri"].endswith("hours.md")
+
+    documents = _json(runner.invoke(app, ["docs", "list", "--json"]).output)
+    assert sorted(d["title"] for d in documents) == ["Billing", "Support hours"]
+
+    billing = next(d for d in documents if d["title"] == "Billing")
+    removed = runner.invoke(app, ["docs", "remove", str(billing["id"])])
+    assert removed.exit_code == 0 and "removed" in removed.output
+    assert [d["title"] for d in _json(runner.invoke(app, ["docs", "list", "--json"]).output)] == ["Support hours"]
+
+
+def test_ask_json_has_answer_citations_chunks_and_timings(cli_env: Path, fake_llm) -> None:
+    runner.invoke(app, ["ingest", str(cli_env / "hours.md")])
+    fake_llm.reply("From 10am to 2pm [1].")
+    payload = _json(runner.invoke(app, ["ask", "When is the desk open on Saturday?", "--json"]).output)
+    assert payload["answer"] == "From 10am to 2pm [1]."
+    assert payload["citations"][0]["title"] == "Support hours"
+    assert payload["retrieved"] and "llm_ms" in payload["timings_ms"]
+
+
+def test_ingest_of_a_missing_path_fails_with_a_clear_message(cli_env: Path) -> None:
+    result = runner.invoke(app, ["ingest", str(cli_env / "nope.md")])
+    assert result.exit_code != 0
+    assert "nope.md" in result.output
+
+
+def test_removing_an_unknown_document_exits_non_zero(cli_env: Path) -> None:
+    result = runner.invoke(app, ["docs", "remove", "424242"])
+    assert result.exit_code == 1
+    assert "no document 424242" in result.output

@@ -1,0 +1,149 @@
+"""The Lorebot facade end to end: real Postgres, real embeddings, the fake LLM over real HTTP."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.domain import Actor, Answer, AnswerDelta, ConversationKey, Question
+from bot.errors import AnswerError, NotFound, PermissionDenied, RateLimited
+from bot.service import Lorebot
+from bot.settings import Settings
+
+ADMIN = Actor("slack", "UADMIN", "Ada", is_admin=True)
+MEMBER = Actor("slack", "UMEMBER", "Max")
+HOURS = (
+    "The support desk is open Monday to Friday from 9am to 6pm and on Saturdays from 10am to 2pm. "
+    "It is closed on Sundays."
+)
+
+
+@pytest.fixture
+async def service(settings: Settings, fake_llm, embedder) -> AsyncIterator[Lorebot]:
+    settings = settings.model_copy(update={"llm_base_url": fake_llm.base_url, "llm_model": "fake-model"})
+    service = await Lorebot.start(settings, embedder=embedder)
+    yield service
+    await service.close()
+
+
+@pytest.fixture
+async def strict_service(settings: Settings, fake_llm, embedder) -> AsyncIterator[Lorebot]:
+    """A service allowing one question per user per minute."""
+    settings = settings.model_copy(update={"llm_base_url": fake_llm.base_url, "rate_limit_per_minute": 1})
+    service = await Lorebot.start(settings, embedder=embedder)
+    yield service
+    await service.close()
+
+
+async def _add_hours(service: Lorebot, scope: str = "default") -> int:
+    result = await service.add_text(ADMIN, HOURS, title="Support hours", scope=scope, source_uri="wiki:hours")
+    return result.document.id
+
+
+async def test_question_is_answered_with_a_citation_to_the_stored_document(service: Lorebot, fake_llm) -> None:
+    await _add_hours(service)
+    fake_llm.reply("On Saturdays the desk is open from 10am to 2pm [1].")
+
+    answer = await service.ask(Question("When is support open on Saturday?", MEMBER, ("default",)))
+
+    assert answer.found and answer.message_id is not None
+    assert [(c.number, c.title, c.source_uri) for c in answer.citations] == [(1, "Support hours", "wiki:hours")]
+    system, user = fake_llm.chat_requests[-1]["messages"][0], fake_llm.chat_requests[-1]["messages"][-1]
+    assert system["role"] == "system" and "10am to 2pm" in user["content"]
+
+
+async def test_streaming_yields_text_pieces_then_the_recorded_answer(service: Lorebot, fake_llm) -> None:
+    await _add_hours(service)
+    fake_llm.reply("Open 10am to 2pm on Saturdays [1].")
+
+    events = [e async for e in service.stream(Question("Saturday hours?", MEMBER, ("default",)))]
+
+    deltas, final = events[:-1], events[-1]
+    assert len(deltas) > 1 and all(isinstance(d, AnswerDelta) for d in deltas)
+    assert isinstance(final, Answer) and final.message_id is not None
+    assert "".join(d.text for d in deltas).strip() == "Open 10am to 2pm on Saturdays [1]."
+
+
+async def test_follow_up_in_a_conversation_sends_history(service: Lorebot, fake_llm) -> None:
+    await _add_hours(service)
+    key = ConversationKey("slack", "T1", "C1", "1700000000.000100")
+    assert not await service.knows_conversation(key)
+    fake_llm.reply("Saturdays 10am to 2pm [1].")
+    await service.ask(Question("When is support open on Saturday?", MEMBER, ("default",), key))
+    assert await service.knows_conversation(key)
+
+    fake_llm.script(lambda body: "support desk opening hours Sunday" if len(body["messages"]) == 2 else "Closed [1].")
+    await service.ask(Question("And on Sunday?", MEMBER, ("default",), key))
+
+    contents = [m["content"] for m in fake_llm.chat_requests[-1]["messages"]]
+    assert "When is support open on Saturday?" in contents
+    assert "Saturdays 10am to 2pm [1]." in contents
+
+
+async def test_nothing_relevant_answers_not_found_without_calling_the_llm(service: Lorebot, fake_llm) -> None:
+    await _add_hours(service)
+    answer = await service.ask(Question("quantum chromodynamics lattice gauge", MEMBER, ("default",)))
+    assert not answer.found and answer.citations == ()
+    assert fake_llm.chat_requests == []
+
+
+async def test_other_scopes_are_never_used(service: Lorebot, fake_llm) -> None:
+    await _add_hours(service, scope="support")
+    answer = await service.ask(Question("When is support open on Saturday?", MEMBER, ("legal",)))
+    assert not answer.found
+    assert await service.search(MEMBER, "support Saturday", ("legal",)) == []
+
+
+async def test_non_admin_cannot_add_or_remove_and_is_audited(service: Lorebot) -> None:
+    document_id = await _add_hours(service)
+    with pytest.raises(PermissionDenied):
+        await service.add_text(MEMBER, "Free pizza for everyone.", title="Pizza")
+    with pytest.raises(PermissionDenied):
+        await service.remove_document(MEMBER, document_id, ("default",))
+    assert [d.id for d in await service.list_documents(MEMBER, ("default",))] == [document_id]
+    async with service.pool.connection() as conn:
+        rows = await (await conn.execute("SELECT user_id, action, allowed FROM audit_log ORDER BY id")).fetchall()
+    assert rows == [
+        ("UADMIN", "add_text", True),
+        ("UMEMBER", "add_text", False),
+        ("UMEMBER", "remove_document", False),
+    ]
+
+
+async def test_remove_outside_the_callers_scopes_is_not_found(service: Lorebot) -> None:
+    document_id = await _add_hours(service, scope="support")
+    with pytest.raises(NotFound):
+        await service.remove_document(ADMIN, document_id, ("legal",))
+    removed = await service.remove_document(ADMIN, document_id, ("support",))
+    assert removed.id == document_id
+    assert await service.list_documents(ADMIN, ("support",)) == []
+
+
+async def test_feedback_is_stored_once_per_user_and_unknown_answers_are_not_found(service: Lorebot, fake_llm) -> None:
+    await _add_hours(service)
+    answer = await service.ask(Question("Saturday hours?", MEMBER, ("default",)))
+    await service.record_feedback(MEMBER, answer.message_id, 1)
+    await service.record_feedback(MEMBER, answer.message_id, -1, "too short")
+    async with service.pool.connection() as conn:
+        rows = await (await conn.execute("SELECT user_id, score, comment FROM feedback")).fetchall()
+    assert rows == [("UMEMBER", -1, "too short")]
+    with pytest.raises(NotFound):
+        await service.record_feedback(MEMBER, 999_999, 1)
+
+
+async def test_rate_limit_refuses_a_user_asking_too_often(strict_service: Lorebot) -> None:
+    await strict_service.ask(Question("Saturday hours?", MEMBER, ("default",)))
+    with pytest.raises(RateLimited):
+        await strict_service.ask(Question("Saturday hours?", MEMBER, ("default",)))
+    await strict_service.ask(Question("Saturday hours?", ADMIN, ("default",)))
+
+
+async def test_llm_outage_is_a_clear_error_within_seconds(service: Lorebot, fake_llm) -> None:
+    await _add_hours(service)
+    fake_llm.fail_with(503)
+    started = time.monotonic()
+    with pytest.raises(AnswerError):
+        await service.ask(Question("When is support open on Saturday?", MEMBER, ("default",)))
+    assert time.monotonic() - started < 10
