@@ -26,6 +26,7 @@ pytest_plugins = [
     "tests.fixtures.embeddings",
     "tests.fixtures.http",
     "tests.fixtures.slack",
+    "tests.fixtures.discord",
 ]
 
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
