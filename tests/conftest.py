@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.fixtures.llm",
     "tests.fixtures.embeddings",
     "tests.fixtures.http",
+    "tests.fixtures.ingest",
     "tests.fixtures.slack",
     "tests.fixtures.discord",
 ]

@@ -1,0 +1,1 @@
+"""Document ingestion: load (bytes → text) → chunk → embed → store, plus guarded URL fetching."""

@@ -1,0 +1,332 @@
+"""The ingestion pipeline end to end: real Postgres + pgvector, real MiniLM embeddings, real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from bot.domain import Chunk
+from bot.embeddings import Embedder
+from bot.errors import IngestError, StorageError, UnsafeURLError
+from bot.ingest.pipeline import Ingestor, expand_sources
+from bot.settings import Settings
+from bot.storage import documents
+from tests.fixtures.embeddings import embedder  # noqa: F401
+from tests.fixtures.http import LocalHTTPServer, http_server  # noqa: F401
+from tests.fixtures.ingest import make_pdf
+from tests.test_loaders import ARTICLE_HTML
+
+CHUNK_ROWS = """
+SELECT ordinal, heading, text, lexemes, token_count, vector_norm(embedding) AS norm
+FROM chunks WHERE document_id = %(id)s ORDER BY ordinal
+"""
+COUNTS = """
+SELECT d.chunk_count, (SELECT count(*) FROM chunks c WHERE c.document_id = d.id)
+FROM documents d WHERE d.id = %(id)s
+"""
+
+
+class CountingEmbedder:
+    """The real embedder, counting how many texts it was asked to embed."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner, self.name, self.dim = inner, inner.name, inner.dim
+        self.embedded = 0
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        self.embedded += len(texts)
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.inner.embed_query(text)
+
+
+@pytest.fixture
+def counting(embedder: Embedder) -> CountingEmbedder:  # noqa: F811
+    return CountingEmbedder(embedder)
+
+
+@pytest.fixture
+def ingestor(pool: AsyncConnectionPool, counting: CountingEmbedder, settings: Settings) -> Ingestor:
+    return Ingestor(pool, counting, settings)
+
+
+async def _rows(pool: AsyncConnectionPool, document_id: int) -> list[tuple]:
+    async with pool.connection() as conn:
+        return await (await conn.execute(CHUNK_ROWS, {"id": document_id})).fetchall()
+
+
+async def _chunk_total(pool: AsyncConnectionPool) -> int:
+    async with pool.connection() as conn:
+        return (await (await conn.execute("SELECT count(*) FROM chunks")).fetchone())[0]
+
+
+async def test_text_is_chunked_embedded_and_stored_with_cjk_lexemes(ingestor: Ingestor, pool) -> None:
+    result = await ingestor.add_text(
+        "员工每年有十五天带薪年假。年假需要提前两周申请！\n\nAnnual leave is fifteen days.",
+        title="Leave policy",
+        scope="hr",
+        source_uri=None,
+        added_by="slack:U1",
+    )
+    document = result.document
+    assert result.status == "added"
+    assert (document.scope, document.source_uri, document.title) == ("hr", "text:Leave policy", "Leave policy")
+    assert (document.mime_type, document.added_by, document.chunk_count) == ("text/plain", "slack:U1", 1)
+    [(ordinal, heading, text, lexemes, token_count, norm)] = await _rows(pool, document.id)
+    assert (ordinal, heading) == (0, "")
+    assert text.startswith("Leave policy\n\n员工每年")
+    assert "年假" in lexemes.split() and "带薪" in lexemes.split()
+    assert token_count > 10
+    assert norm == pytest.approx(1.0, abs=1e-3)
+    assert await documents.get_document(pool, document.id) == document
+
+
+async def test_markdown_html_and_pdf_are_stored_with_detected_types_and_titles(ingestor: Ingestor, pool) -> None:
+    files = {
+        "guide.md": b"# Setup Guide\n\nRun the installer.\n\n## Troubleshooting\n\nRestart the service first.",
+        "page.html": ARTICLE_HTML.encode(),
+        "report.bin": make_pdf(["Quarterly Report", "Revenue grew this quarter."], title="Q3 Report"),
+    }
+    for name, data in files.items():
+        await ingestor.add_bytes(data, filename=name, scope="docs", source_uri=f"upload:{name}", added_by="t")
+    listed = {
+        d.source_uri: (d.title, d.mime_type, d.size_bytes) for d in await documents.list_documents(pool, ["docs"])
+    }
+    assert listed == {
+        "upload:guide.md": ("Setup Guide", "text/markdown", len(files["guide.md"])),
+        "upload:page.html": ("Widget Guide", "text/html", len(files["page.html"])),
+        "upload:report.bin": ("Q3 Report", "application/pdf", len(files["report.bin"])),
+    }
+    guide = next(d for d in await documents.list_documents(pool, ["docs"]) if d.source_uri == "upload:guide.md")
+    headings = [row[1] for row in await _rows(pool, guide.id)]
+    assert headings == ["Setup Guide", "Troubleshooting"]
+
+
+async def test_re_adding_a_source_replaces_its_chunks(ingestor: Ingestor, pool) -> None:
+    first = await ingestor.add_text(
+        "Old policy: lunch is at noon.", title="Lunch", scope="hr", source_uri="wiki:lunch", added_by="a"
+    )
+    second = await ingestor.add_text(
+        "New policy: lunch is at one.", title="Lunch", scope="hr", source_uri="wiki:lunch", added_by="b"
+    )
+    assert (first.status, second.status) == ("added", "replaced")
+    assert second.document.id == first.document.id and second.document.added_by == "b"
+    texts = [row[2] for row in await _rows(pool, first.document.id)]
+    assert texts == ["Lunch\n\nNew policy: lunch is at one."]
+    assert await _chunk_total(pool) == 1
+
+
+async def test_identical_content_is_unchanged_and_not_embedded_again(
+    ingestor: Ingestor, counting: CountingEmbedder
+) -> None:
+    data = b"# FAQ\n\nThe office opens at nine."
+    first = await ingestor.add_bytes(data, filename="faq.md", scope="docs", source_uri="upload:faq.md", added_by="a")
+    embedded = counting.embedded
+    again = await ingestor.add_bytes(data, filename="faq.md", scope="docs", source_uri="upload:faq.md", added_by="b")
+    assert again.status == "unchanged" and again.document == first.document
+    assert counting.embedded == embedded
+
+
+async def test_the_same_content_under_another_source_is_a_new_document(ingestor: Ingestor) -> None:
+    one = await ingestor.add_text("Same words.", title="", scope="docs", source_uri="a", added_by="t")
+    two = await ingestor.add_text("Same words.", title="", scope="docs", source_uri="b", added_by="t")
+    assert two.status == "added" and two.document.id != one.document.id
+
+
+def _unit_vectors(count: int, dim: int, seed: int) -> np.ndarray:
+    vectors = np.random.default_rng(seed).standard_normal((count, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _chunks(count: int, word: str) -> list[Chunk]:
+    return [Chunk(i, f"{word} chunk {i}", "", 3) for i in range(count)]
+
+
+async def _store(pool: AsyncConnectionPool, chunks: list[Chunk], content_hash: str, seed: int = 0):
+    return await documents.replace_document(
+        pool,
+        scope="docs",
+        source_uri="upload:x",
+        title="X",
+        mime_type="text/plain",
+        content_hash=content_hash,
+        size_bytes=10,
+        added_by="t",
+        chunks=chunks,
+        embeddings=_unit_vectors(len(chunks), 384, seed),
+    )
+
+
+async def test_a_replace_that_fails_midway_leaves_the_old_document_whole(pool: AsyncConnectionPool) -> None:
+    old = (await _store(pool, _chunks(5, "old"), "h1")).document
+    broken = [*_chunks(50, "new"), Chunk(50, "NUL \x00 is not valid in Postgres text", "", 3)]
+    with pytest.raises(StorageError, match="storing the document failed") as info:
+        await _store(pool, broken, "h2")
+    assert isinstance(info.value.__cause__, psycopg.Error)
+    assert await documents.get_document(pool, old.id) == old
+    assert [row[2] for row in await _rows(pool, old.id)] == [f"old chunk {i}" for i in range(5)]
+
+
+async def test_concurrent_readers_never_see_half_a_document(pool: AsyncConnectionPool, database_url: str) -> None:
+    old = (await _store(pool, _chunks(5, "old"), "h1")).document
+    replace = asyncio.create_task(_store(pool, _chunks(1000, "new"), "h2", seed=1))
+    seen: set[tuple[int, int]] = set()
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as reader:
+        while True:
+            done = replace.done()
+            seen.add(tuple(await (await reader.execute(COUNTS, {"id": old.id})).fetchone()))
+            if done:
+                break
+    assert (await replace).status == "replaced"
+    assert seen <= {(5, 5), (1000, 1000)} and (1000, 1000) in seen
+
+
+async def test_removing_a_document_deletes_its_chunks_only_within_the_given_scopes(ingestor: Ingestor, pool) -> None:
+    result = await ingestor.add_text("Parking is free.", title="Parking", scope="hr", source_uri=None, added_by="t")
+    assert await documents.delete_document(pool, result.document.id, ["docs"]) is None
+    assert await _chunk_total(pool) == 1
+    removed = await documents.delete_document(pool, result.document.id, ["hr", "docs"])
+    assert removed == result.document
+    assert await documents.get_document(pool, result.document.id) is None
+    assert await _chunk_total(pool) == 0
+    assert await documents.delete_document(pool, result.document.id, ["hr"]) is None
+
+
+async def test_documents_are_listed_per_scope_newest_first(ingestor: Ingestor, pool) -> None:
+    for name, scope in [("a", "hr"), ("b", "docs"), ("c", "hr")]:
+        await ingestor.add_text(f"Document {name}.", title=name, scope=scope, source_uri=None, added_by="t")
+    assert [d.title for d in await documents.list_documents(pool, ["hr"])] == ["c", "a"]
+    assert await documents.list_documents(pool, ["nothing"]) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "filename", "message"),
+    [
+        (b"", "empty.txt", "document has no text"),
+        (b"   \n\n  ", "blank.md", "document has no text"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(64), "photo.txt", "unsupported/binary"),
+        (b"<html>login</html>", "report.pdf", "is not one"),
+        (make_pdf(["x"])[:200], "cut.pdf", "malformed PDF"),
+        (b"x" * 5000, "huge.txt", "5000 bytes, more than the 4096-byte limit"),
+    ],
+    ids=["empty", "whitespace", "binary", "fake-pdf", "truncated-pdf", "huge"],
+)
+async def test_bad_files_are_refused_and_nothing_is_stored(
+    pool: AsyncConnectionPool, counting: CountingEmbedder, settings: Settings, data: bytes, filename: str, message: str
+) -> None:
+    ingestor = Ingestor(pool, counting, settings.model_copy(update={"max_document_bytes": 4096}))
+    with pytest.raises(IngestError, match=message):
+        await ingestor.add_bytes(data, filename=filename, scope="docs", source_uri=f"upload:{filename}", added_by="t")
+    assert await documents.list_documents(pool, ["docs"]) == []
+    assert counting.embedded == 0
+
+
+async def test_too_many_chunks_is_refused_and_nothing_is_stored(pool, counting, settings: Settings) -> None:
+    limited = settings.model_copy(update={"max_chunks_per_document": 2, "chunk_tokens": 32})
+    text = " ".join(f"Sentence {i} is about something else entirely." for i in range(40))
+    with pytest.raises(IngestError, match="more than 2 chunks"):
+        await Ingestor(pool, counting, limited).add_text(
+            text, title="Long", scope="docs", source_uri=None, added_by="t"
+        )
+    assert await documents.list_documents(pool, ["docs"]) == [] and counting.embedded == 0
+
+
+@pytest.mark.parametrize("scope", ["", "has space", "x" * 65, "semi;colon"])
+async def test_invalid_scope_names_are_refused(ingestor: Ingestor, scope: str) -> None:
+    with pytest.raises(IngestError, match="invalid scope name"):
+        await ingestor.add_text("Text.", title="t", scope=scope, source_uri=None, added_by="t")
+
+
+async def test_add_path_stores_the_file_under_its_file_uri(ingestor: Ingestor, tmp_path: Path) -> None:
+    path = tmp_path / "notes.md"
+    path.write_text("# Notes\n\nThe wifi password rotates monthly.", encoding="utf-8")
+    result = await ingestor.add_path(path, scope="docs", added_by="cli")
+    assert (result.status, result.document.source_uri, result.document.title) == ("added", path.as_uri(), "Notes")
+    path.write_text("# Notes\n\nThe wifi password rotates weekly.", encoding="utf-8")
+    assert (await ingestor.add_path(path, scope="docs", added_by="cli")).status == "replaced"
+
+
+async def test_add_path_refuses_oversize_missing_and_non_files_before_reading(
+    pool, counting, settings: Settings, tmp_path: Path
+) -> None:
+    ingestor = Ingestor(pool, counting, settings.model_copy(update={"max_document_bytes": 1024}))
+    sparse = tmp_path / "huge.txt"
+    with sparse.open("wb") as handle:
+        handle.truncate(10 * 1024**3)  # 10 GiB of nothing: reading it would take a while
+    with pytest.raises(IngestError, match=r"is 10737418240 bytes, more than the 1024-byte limit"):
+        await ingestor.add_path(sparse, scope="docs", added_by="cli")
+    with pytest.raises(IngestError, match="cannot read"):
+        await ingestor.add_path(tmp_path / "missing.txt", scope="docs", added_by="cli")
+    with pytest.raises(IngestError, match="is not a regular file"):
+        await ingestor.add_path(tmp_path, scope="docs", added_by="cli")
+    assert await documents.list_documents(pool, ["docs"]) == []
+
+
+@pytest.fixture
+def url_ingestor(pool, counting, settings: Settings, http_server: LocalHTTPServer) -> Ingestor:  # noqa: F811
+    allowed = settings.model_copy(
+        update={"fetch_allowed_hosts": [http_server.host], "max_document_bytes": 4096, "fetch_timeout_s": 1.0}
+    )
+    return Ingestor(pool, counting, allowed)
+
+
+async def test_add_url_stores_the_page_under_the_requested_url(
+    url_ingestor: Ingestor,
+    http_server: LocalHTTPServer,  # noqa: F811
+) -> None:
+    http_server.serve("/guide", ARTICLE_HTML.encode(), content_type="text/html; charset=utf-8")
+    url = http_server.redirect("/latest", "/guide")
+    result = await url_ingestor.add_url(url, scope="docs", added_by="t")
+    assert (result.status, result.document.source_uri) == ("added", url)
+    assert (result.document.title, result.document.mime_type) == ("Widget Guide", "text/html")
+    assert (await url_ingestor.add_url(url, scope="docs", added_by="t")).status == "unchanged"
+
+
+@pytest.mark.parametrize(
+    ("path", "error", "message"),
+    [
+        ("/to-metadata", UnsafeURLError, "metadata"),
+        ("/to-private", UnsafeURLError, "loopback/private"),
+        ("/huge", IngestError, "more than the 4096-byte limit"),
+        ("/slow", IngestError, r"t(imed out|ook longer)"),
+    ],
+)
+async def test_refused_and_failed_urls_store_nothing(
+    url_ingestor: Ingestor,
+    http_server: LocalHTTPServer,  # noqa: F811
+    pool,
+    path: str,
+    error: type[Exception],
+    message: str,
+) -> None:
+    http_server.redirect("/to-metadata", "http://169.254.169.254/latest/meta-data/")
+    http_server.redirect("/to-private", "http://10.0.0.7/wiki")
+    http_server.serve("/huge", b"z" * 10_000, send_length=False)
+    http_server.stall("/slow")
+    with pytest.raises(error, match=message):
+        await url_ingestor.add_url(http_server.url(path), scope="docs", added_by="t")
+    assert await documents.list_documents(pool, ["docs"]) == []
+
+
+def test_expand_sources_walks_folders_with_the_pattern_and_passes_urls_through(tmp_path: Path) -> None:
+    (tmp_path / "a.md").write_text("a")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.md").write_text("b")
+    (tmp_path / "sub" / "c.txt").write_text("c")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "d.md").write_text("d")
+    single = tmp_path / "sub" / "c.txt"
+    sources = expand_sources([str(tmp_path), "https://example.com/page", str(single), str(tmp_path)], "*.md")
+    assert sources == [tmp_path / "a.md", tmp_path / "sub" / "b.md", "https://example.com/page", single]
+
+
+def test_expand_sources_reports_missing_paths() -> None:
+    with pytest.raises(IngestError, match=r"no such file or folder: /nope/missing\.txt"):
+        expand_sources(["/nope/missing.txt"])
