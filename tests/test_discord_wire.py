@@ -3,6 +3,7 @@ service (Postgres, MiniLM embeddings) and the fake LLM over real HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 from datetime import timedelta
@@ -317,3 +318,24 @@ async def test_rate_limited_user_gets_a_friendly_message(world: DiscordWorld) ->
 
     await strict.close()
     assert re.fullmatch(r"You're asking quickly: please try again in \d+ s\.", refusal.body["content"])
+
+
+async def test_shutdown_lets_an_answer_in_flight_finish_and_refuses_new_questions(
+    bot: LorebotClient, world: DiscordWorld
+) -> None:
+    await seed_hours(world.service)
+    world.llm.reply("Saturdays from 10am to 2pm [1].")
+    world.llm.delay = 2.0
+    first = await world.fake.slash("ask", [{"name": "question", "type": 3, "value": "Saturday hours?"}])
+    await world.fake.wait_for(lambda: bot.inflight.count == 1)
+
+    drained = asyncio.ensure_future(bot.inflight.drain(timeout=30))
+    second = await world.fake.slash("ask", [{"name": "question", "type": 3, "value": "Sunday hours?"}])
+
+    refusal = await world.fake.wait_for_call(
+        "PATCH", ORIGINAL.format(token=second["token"]), lambda c: "restarting" in (c.body.get("content") or "")
+    )
+    final = await final_edit(world.fake, first["token"])
+    assert await drained is True
+    assert final.body["content"] == "Saturdays from 10am to 2pm [1]."
+    assert refusal.body["content"] == "I'm restarting: please ask again in a moment."

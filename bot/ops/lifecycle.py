@@ -121,7 +121,7 @@ async def _serve_slack(service: Lorebot, inflight: InFlight) -> None:
 async def _serve_discord(service: Lorebot, inflight: InFlight) -> None:
     from connectors.discord.runner import run_discord
 
-    await run_discord(service.settings, service)
+    await run_discord(service.settings, service, inflight)
 
 
 async def _serve_local(service: Lorebot, inflight: InFlight) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import discord
 from discord.ext import commands
 
+from bot.ops.lifecycle import InFlight
 from bot.service import Lorebot
 from bot.settings import Settings
 from connectors.discord.answering import NO_MENTIONS
@@ -35,7 +36,7 @@ def _no_prefix(bot: commands.Bot, message: discord.Message) -> tuple[str, ...]:
 
 
 class LorebotClient(commands.Bot):
-    def __init__(self, settings: Settings, service: Lorebot, **options: Any) -> None:
+    def __init__(self, settings: Settings, service: Lorebot, inflight: InFlight | None = None, **options: Any) -> None:
         super().__init__(
             command_prefix=_no_prefix,
             intents=intents_for(settings),
@@ -45,6 +46,8 @@ class LorebotClient(commands.Bot):
         )
         self.settings = settings
         self.service = service
+        self.inflight = inflight or InFlight()
+        """Answers being written: a SIGTERM lets them finish before the client closes."""
 
     async def setup_hook(self) -> None:
         enabled = sorted(name for name, on in self.intents if on)

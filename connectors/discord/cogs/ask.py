@@ -51,16 +51,14 @@ class AskCog(commands.Cog):
         callback = await interaction.response.defer(thinking=True)
         root = callback.message_id if callback is not None and callback.message_id else interaction.id
         log.info("ask interaction=%d guild=%s user=%d", interaction.id, interaction.guild_id, interaction.user.id)
-        await stream_answer(
-            self.service,
-            Question(
-                text=question,
-                actor=actor_for(interaction.user, self.settings),
-                scopes=scopes_for(self.service, interaction.guild_id, interaction.channel),
-                conversation=conversation_key(interaction.guild_id, interaction.channel, root),
-            ),
-            InteractionSurface(interaction),
+        question_ = Question(
+            text=question,
+            actor=actor_for(interaction.user, self.settings),
+            scopes=scopes_for(self.service, interaction.guild_id, interaction.channel),
+            conversation=conversation_key(interaction.guild_id, interaction.channel, root),
         )
+        async with self.bot.inflight.track():
+            await stream_answer(self.service, question_, InteractionSurface(interaction))
 
     async def cog_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
@@ -94,7 +92,8 @@ class AskCog(commands.Cog):
             conversation=key,
         )
         try:
-            await stream_answer(self.service, question, surface)
+            async with self.bot.inflight.track():
+                await stream_answer(self.service, question, surface)
         except Exception as exc:  # listeners have no error hook that reaches the user
             await surface.fail(describe_failure(exc).user_message)
 
