@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import random
-import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
+from common import ROOT, git_sha  # bench/common.py (the script's folder is on sys.path)
 from langchain_core.embeddings import Embeddings
 from psycopg import sql
 
@@ -36,7 +36,6 @@ from bot.storage.embedded import start_embedded_server
 from bot.storage.migrate import migrate
 from bot.storage.pool import open_pool
 
-ROOT = Path(__file__).resolve().parents[1]
 DATASET = ROOT.parent / "shared" / "data" / "qa" / "squad-v1.1-dev-part-a.json"
 RESULTS = ROOT / "bench" / "results" / "ingest.json"
 
@@ -129,15 +128,6 @@ async def bench_langchain(conninfo: str, embedder: Embedder, docs: Sequence[tupl
     finally:
         await engine.close()
     return {"seconds": seconds, "docs": len(docs), "chunks": len(ids)}
-
-
-def git_sha() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
-    return out.stdout.strip() + ("-dirty" if dirty.strip() else "")
 
 
 async def main() -> None:

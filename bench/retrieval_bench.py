@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import platform
-import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
+from common import ROOT, git_sha  # bench/common.py (the script's folder is on sys.path)
 from psycopg import sql
 
 from bot.retrieval import Retriever
@@ -37,7 +37,6 @@ from bot.storage.embedded import start_embedded_server
 from bot.storage.migrate import migrate
 from bot.storage.pool import open_pool
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "retrieval.json"
 DIM = 384
 K = 10
@@ -159,15 +158,6 @@ async def run_queries(retriever: Retriever, data: Dataset, scopes: list[str], mo
         latencies.append((time.perf_counter() - started) * 1000)
         results.append(passages)
     return latencies, results
-
-
-def git_sha() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
-    return sha.stdout.strip() + ("-dirty" if dirty.strip() else "")
 
 
 async def main() -> None:

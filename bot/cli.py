@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bot.domain import Actor, Answer, Passage, Question
+from bot.domain import Actor, Answer, Passage, Question, answer_payload
 from bot.errors import LorebotError
 from bot.settings import Settings
 
@@ -136,10 +136,6 @@ def ingest(
         raise typer.Exit(1)
 
 
-def _passage_json(passage: Passage) -> dict[str, Any]:
-    return asdict(passage)
-
-
 @app.command()
 def search(
     query: str,
@@ -158,7 +154,7 @@ def search(
 
     passages = _run(run())
     if as_json:
-        _print_json([_passage_json(p) for p in passages])
+        _print_json([asdict(p) for p in passages])
         return
     if not passages:
         console.print("nothing relevant found")
@@ -166,19 +162,6 @@ def search(
     for rank, p in enumerate(passages, start=1):
         table.add_row(str(rank), f"{p.score:.4f}", p.title, p.source_uri, p.text[:160].replace("\n", " "))
     console.print(table)
-
-
-def _answer_json(answer: Answer) -> dict[str, Any]:
-    return {
-        "answer": answer.text,
-        "found": answer.found,
-        "model": answer.model,
-        "message_id": answer.message_id,
-        "search_query": answer.search_query,
-        "citations": [asdict(c) for c in answer.citations],
-        "retrieved": [_passage_json(p) for p in answer.passages],
-        "timings_ms": answer.timings,
-    }
 
 
 def render_answer(answer: Answer, out: Console) -> None:
@@ -200,7 +183,7 @@ def ask(question: str, scope: ScopeOption = None, as_json: JsonOption = False) -
 
     answer = _run(run())
     if as_json:
-        _print_json(_answer_json(answer))
+        _print_json(answer_payload(answer))
         return
     console.print(answer.text)
     render_answer(answer, console)

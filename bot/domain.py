@@ -6,10 +6,10 @@ Discord, SQL or LangChain detail.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 
 class Platform(StrEnum):
@@ -150,3 +150,17 @@ class Turn:
 
 
 Score = Literal[1, -1]
+
+
+def answer_payload(answer: Answer) -> dict[str, Any]:
+    """An answer as plain JSON-ready data (CLI ``--json``, the local HTTP API): text, sources, chunks, timings."""
+    return {
+        "answer": answer.text,
+        "found": answer.found,
+        "model": answer.model,
+        "message_id": answer.message_id,
+        "search_query": answer.search_query,
+        "citations": [asdict(citation) for citation in answer.citations],
+        "retrieved": [asdict(passage) for passage in answer.passages],
+        "timings_ms": answer.timings,
+    }

@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import asdict
 from typing import Any
 
 from aiohttp import web
 
-from bot.domain import Actor, Answer, ConversationKey, Platform, Question
+from bot.domain import Actor, ConversationKey, Platform, Question, answer_payload
 from bot.errors import (
     AnswerError,
     ConfigError,
@@ -64,7 +63,7 @@ def build_app(service: Lorebot, inflight: InFlight) -> web.Application:
             return web.json_response({"error": str(e), "reason": "bad request"}, status=400)
         except Exception as e:  # one place turns every failure into a reply with an error id
             return _failure_response(e)
-        return web.json_response(_answer_json(answer))
+        return web.json_response(answer_payload(answer))
 
     app = web.Application()
     app.router.add_post("/ask", ask)
@@ -133,11 +132,3 @@ def _failure_response(error: Exception) -> web.Response:
     return web.json_response(body, status=status, headers=headers)
 
 
-def _answer_json(answer: Answer) -> dict[str, Any]:
-    return {
-        "answer": answer.text,
-        "found": answer.found,
-        "message_id": answer.message_id,
-        "model": answer.model,
-        "citations": [asdict(citation) for citation in answer.citations],
-    }
