@@ -110,7 +110,10 @@ def ingest(
         failures = 0
         async with running_service(settings, with_llm=False) as service:
             with Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
                 console=console,
             ) as progress:
                 task = progress.add_task("ingesting", total=len(items))
@@ -122,8 +125,7 @@ def ingest(
                         else:
                             result = await service.add_url(actor, item, scope=scope)
                         progress.console.print(
-                            f"[green]{result.status}[/green] #{result.document.id} {item} "
-                            f"({result.chunk_count} chunks)"
+                            f"[green]{result.status}[/green] #{result.document.id} {item} ({result.chunk_count} chunks)"
                         )
                     except LorebotError as e:
                         failures += 1

@@ -96,12 +96,14 @@ class Lorebot:
                 yield event
         assert final is not None
         latency_ms = int((time.perf_counter() - started) * 1000)
-        message_id = await conversations.record_message(
-            self.pool, question, final, latency_ms=latency_ms
-        )
+        message_id = await conversations.record_message(self.pool, question, final, latency_ms=latency_ms)
         log.info(
             "answered message=%d actor=%s found=%s citations=%d latency_ms=%d",
-            message_id, question.actor.ref, final.found, len(final.citations), latency_ms,
+            message_id,
+            question.actor.ref,
+            final.found,
+            len(final.citations),
+            latency_ms,
         )
         yield _with_message_id(final, message_id)
 

@@ -142,4 +142,3 @@ class Settings(BaseSettings):
     local_api_host: str = Field(default="127.0.0.1", description="`lorebot serve local` HTTP API address")
     local_api_port: int = Field(default=8088, ge=0, le=65535)
     log_level: str = "INFO"
-

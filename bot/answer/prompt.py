@@ -47,9 +47,7 @@ def user_message(question: str, context: str) -> str:
     return f"Sources:\n{context}\n\nQuestion: {question.strip()}"
 
 
-def build_messages(
-    question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()
-) -> list[dict[str, str]]:
+def build_messages(question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()) -> list[dict[str, str]]:
     """OpenAI-style messages for one answer; history turns come before the sourced question."""
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
     for turn in history:

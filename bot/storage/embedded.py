@@ -64,9 +64,7 @@ def start_embedded_server(data_dir: Path, *, shared_buffers: str = "256MB") -> s
 def _apply_memory_settings(server, shared_buffers: str) -> bool:
     """Raise the defaults that hurt pgvector (shared_buffers, maintenance_work_mem); True if a restart is due."""
     wanted = {"shared_buffers": shared_buffers, "maintenance_work_mem": "256MB"}
-    current = {
-        name: server.psql(f"SHOW {name};").splitlines()[2].strip() for name in wanted
-    }
+    current = {name: server.psql(f"SHOW {name};").splitlines()[2].strip() for name in wanted}
     changed = {name: value for name, value in wanted.items() if current[name].lower() != value.lower()}
     for name, value in changed.items():
         server.psql(f"ALTER SYSTEM SET {name} = '{value}';")

@@ -130,5 +130,3 @@ def _failure_response(error: Exception) -> web.Response:
     headers = {"Retry-After": str(max(1, round(error.retry_after)))} if isinstance(error, RateLimited) else None
     body = {"error": failure.user_message, "reason": failure.reason, "error_id": failure.error_id}
     return web.json_response(body, status=status, headers=headers)
-
-
