@@ -49,7 +49,7 @@ def test_two_processes_migrating_at_once_apply_each_file_exactly_once(empty_db: 
 
 def test_start_with_another_embedding_dimension_is_refused(empty_db: str) -> None:
     migrate(empty_db, embedding_dim=384)
-    with pytest.raises(ConfigError, match="stores 384-dimensional embeddings .* produces 768"):
+    with pytest.raises(ConfigError, match=r"stores 384-dimensional embeddings .* produces 768"):
         migrate(empty_db, embedding_dim=768)
 
 
