@@ -28,6 +28,7 @@ pytest_plugins = [
     "tests.fixtures.ingest",
     "tests.fixtures.slack",
     "tests.fixtures.discord",
+    "tests.fixtures.sft",
 ]
 
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"

@@ -1,0 +1,149 @@
+"""``lorebot sft dataset|train|eval|export``: arguments → config file → one core call each.
+
+Imports nothing heavy at module level: the main CLI mounts this app on every start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bot.errors import LorebotError
+from bot.settings import Settings
+
+sft_app = typer.Typer(no_args_is_help=True, help="Build SFT datasets, train, evaluate and export LoRA adapters.")
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="SFT config file (TOML)", exists=True)]
+DEFAULT_ADAPTER = Path(__file__).resolve().parents[1] / "adapters" / "lorebot-gemma3-270m"
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return settings
+
+
+def _fail(error: LorebotError) -> typer.Exit:
+    typer.secho(f"error: {error}", fg="red", err=True)
+    return typer.Exit(1)
+
+
+@sft_app.command()
+def dataset(
+    config: ConfigOption = None,
+    output_dir: Annotated[Path | None, typer.Option(help="Overrides the config's dataset.output_dir")] = None,
+    feedback: Annotated[bool | None, typer.Option(help="Include 👍-rated answers from the database")] = None,
+) -> None:
+    """Build train/eval JSONL (OpenAI messages), the held-out RAG questions and the dataset card."""
+    from bot.sft.config import load_config
+    from bot.sft.dataset import build_dataset
+    from bot.sft.feedback import load_feedback_examples
+    from bot.sft.modeling import load_tokenizer
+
+    settings = _settings()
+    try:
+        cfg = load_config(config).dataset
+        cfg = dataclasses.replace(
+            cfg, output_dir=output_dir or cfg.output_dir, feedback=cfg.feedback if feedback is None else feedback
+        )
+        extra = asyncio.run(load_feedback_examples(settings, limit=cfg.feedback_limit)) if cfg.feedback else []
+        result = build_dataset(cfg, extra=extra, tokenizer=load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None)
+    except LorebotError as e:
+        raise _fail(e) from e
+    typer.echo(f"{len(result.train)} train / {len(result.eval)} eval examples in {result.output_dir}")
+
+
+@sft_app.command()
+def train(
+    config: ConfigOption = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in output_dir")] = True,
+) -> None:
+    """LoRA fine-tuning with TRL on the built dataset; loss on assistant tokens only."""
+    from bot.sft.config import load_config
+    from bot.sft.train import train as run_training
+
+    _settings()
+    try:
+        adapter = run_training(load_config(config).train, resume=resume)
+    except LorebotError as e:
+        raise _fail(e) from e
+    typer.echo(f"adapter: {adapter}")
+
+
+@sft_app.command("eval")
+def evaluate(
+    config: ConfigOption = None,
+    target: Annotated[
+        list[str] | None, typer.Option(help="MODEL=BASE_URL of an OpenAI-compatible endpoint; repeat to compare")
+    ] = None,
+    local: Annotated[bool, typer.Option(help="Start the local model twice: base and base + --adapter")] = False,
+    in_process: Annotated[
+        bool, typer.Option(help="Base vs --adapter with batched generate in this process (no HTTP; for slow CPUs)")
+    ] = False,
+    adapter: Annotated[Path, typer.Option(help="Adapter for --local / --in-process")] = DEFAULT_ADAPTER,
+    model_path: Annotated[Path | None, typer.Option(help="Base model for --local (default Gemma 3 270M)")] = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size for --in-process")] = 8,
+    output_dir: Annotated[Path | None, typer.Option(help="Write eval.md, eval.json and the answers here")] = None,
+    limit: Annotated[int | None, typer.Option(help="Questions to ask (overrides the config's eval.limit)")] = None,
+) -> None:
+    """Answer held-out questions through the real chain with each model; print the side-by-side table."""
+    from bot.sft.config import GEMMA3_270M, load_config
+    from bot.sft.evaluate import evaluate as run_eval
+    from bot.sft.evaluate import evaluate_in_process, local_targets, table
+
+    settings = _settings()
+    try:
+        cfg = load_config(config).eval
+        cfg = dataclasses.replace(cfg, limit=cfg.limit if limit is None else limit)
+        targets = [_target(spec) for spec in target or []]
+        if in_process:
+            base = str(model_path) if model_path else GEMMA3_270M
+            results = evaluate_in_process(base, adapter, cfg, batch_size=batch_size, output_dir=output_dir)
+        elif local:
+            with local_targets(settings, model_path=model_path, adapter_path=adapter) as started:
+                results = asyncio.run(run_eval(settings, targets + started, cfg, output_dir=output_dir))
+        elif targets:
+            results = asyncio.run(run_eval(settings, targets, cfg, output_dir=output_dir))
+        else:
+            raise typer.BadParameter("give --target MODEL=BASE_URL (repeatable) and/or --local")
+    except LorebotError as e:
+        raise _fail(e) from e
+    typer.echo(table(results))
+
+
+def _target(spec: str) -> object:
+    from bot.sft.evaluate import Target
+
+    model, sep, url = spec.partition("=")
+    if not sep or not model or not url.startswith(("http://", "https://")):
+        raise typer.BadParameter(f"--target must look like MODEL=http://host:port/v1, got {spec!r}")
+    return Target(model, url, model)
+
+
+@sft_app.command()
+def export(
+    adapter: Annotated[Path, typer.Argument(help="PEFT adapter folder", exists=True, file_okay=False)],
+    output_dir: Annotated[Path, typer.Option(help="Where to write the serving files")] = Path("runs/sft-export"),
+    name: Annotated[str, typer.Option(help="LoRA module name clients request as the model")] = "lorebot",
+    base_model: Annotated[str, typer.Option(help="Base model the adapter was trained on")] = "gemma3-270m",
+    llama_cpp: Annotated[Path | None, typer.Option(help="llama.cpp source folder with convert_lora_to_gguf.py")] = None,
+    half: Annotated[bool, typer.Option(help="Store the adapter weights as float16 (half the size)")] = False,
+) -> None:
+    """Copy the adapter and write the vLLM command line; convert to a GGUF LoRA when llama.cpp is given."""
+    from bot.sft.export import export as run_export
+
+    _settings()
+    try:
+        result = run_export(adapter, output_dir, name=name, base_model=base_model, llama_cpp_dir=llama_cpp, half=half)
+    except LorebotError as e:
+        raise _fail(e) from e
+    typer.echo(result.vllm_command)
+    typer.echo(f"GGUF LoRA: {result.gguf_lora or 'not written (no llama.cpp converter); see serving.md'}")

