@@ -242,7 +242,7 @@ def test_launcher_rejects_an_adapter_path_that_is_no_adapter(settings, tmp_path:
 
 @pytest.mark.slow
 async def test_real_gemma_answers_through_the_chain(settings, pool, pytestconfig) -> None:
-    """The packaged Gemma 3 270M (adapter when shipped) answers a RAG question end to end; quality not asserted."""
+    """The packaged Gemma 3 270M with the shipped adapter answers a RAG question end to end, citing its source."""
     from bot.answer.chain import Answerer
     from bot.domain import Answer
     from bot.embeddings import load_embedder
@@ -251,7 +251,13 @@ async def test_real_gemma_answers_through_the_chain(settings, pool, pytestconfig
 
     data_dir = pytestconfig.cache.mkdir("lorebot-data")  # the GGUF and its de-quantized copy, kept across runs
     settings = settings.model_copy(
-        update={"data_dir": data_dir, "llm_max_tokens": 24, "llm_timeout_s": 300.0, "llm_model": "gemma"}
+        update={
+            "data_dir": data_dir,
+            "llm_max_tokens": 32,
+            "llm_timeout_s": 300.0,
+            "llm_model": "gemma",
+            "llm_temperature": 0.0,
+        }
     )
     embedder = load_embedder(settings)
     await index_corpus(
@@ -263,5 +269,5 @@ async def test_real_gemma_answers_through_the_chain(settings, pool, pytestconfig
         events = [e async for e in answerer.stream("When is the support office open on Saturdays?", ["default"], [])]
     final = events[-1]
     assert isinstance(final, Answer)
-    assert final.text.strip()
-    assert final.passages
+    assert final.found and "10" in final.text, final.text
+    assert [c.title for c in final.citations] == ["Office hours"]
