@@ -142,30 +142,40 @@ def train(config: TrainConfig, *, resume: bool = True) -> Path:
     checkpoint = latest_checkpoint(config.output_dir) if resume else None
     if checkpoint:
         log.info("resuming from %s", checkpoint)
+    # read now: checkpoint rotation (save_total_limit) may delete the checkpoint during training
+    tokens_before = _tokens_seen(checkpoint)
     started = time.monotonic()
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.monotonic() - started
     adapter_dir = config.output_dir / ADAPTER_DIR
     trainer.model.save_pretrained(adapter_dir)
-    summary = _summary(trainer, result, seconds, len(trainer.train_dataset), resumed_from=checkpoint)
+    summary = _summary(
+        trainer, result, seconds, len(trainer.train_dataset), resumed_from=checkpoint, tokens_before=tokens_before
+    )
     (config.output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     log.info("adapter saved to %s after %d steps in %.0f s", adapter_dir, summary["steps"], seconds)
     return adapter_dir
 
 
-def _tokens_per_second(trainer: Any, result: Any, checkpoint: Path | None) -> float | None:
+def _tokens_seen(checkpoint: Path | None) -> int:
+    """Input tokens a checkpoint had already processed (0 for a fresh run)."""
+    if checkpoint is None:
+        return 0
+    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    return int(state.get("num_input_tokens_seen") or 0)
+
+
+def _tokens_per_second(trainer: Any, result: Any, tokens_before: int) -> float | None:
     """Input tokens this run processed per second (a resumed run starts from the checkpoint's count)."""
     runtime = result.metrics.get("train_runtime")
     if not runtime:
         return None
-    start = 0
-    if checkpoint is not None:
-        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
-        start = int(state.get("num_input_tokens_seen") or 0)
-    return round((int(trainer.state.num_input_tokens_seen or 0) - start) / runtime, 1)
+    return round((int(trainer.state.num_input_tokens_seen or 0) - tokens_before) / runtime, 1)
 
 
-def _summary(trainer: Any, result: Any, seconds: float, examples: int, *, resumed_from: Path | None) -> dict:
+def _summary(
+    trainer: Any, result: Any, seconds: float, examples: int, *, resumed_from: Path | None, tokens_before: int
+) -> dict:
     import torch
 
     state = trainer.state
@@ -187,7 +197,7 @@ def _summary(trainer: Any, result: Any, seconds: float, examples: int, *, resume
         "seconds_this_run": round(seconds, 1),
         "train_runtime": result.metrics.get("train_runtime"),
         "input_tokens_seen": tokens,
-        "tokens_per_second": _tokens_per_second(trainer, result, resumed_from),
+        "tokens_per_second": _tokens_per_second(trainer, result, tokens_before),
         "final_train_loss": result.training_loss,
         "loss_curve": losses,
     }
