@@ -117,19 +117,16 @@ def ingest(
                 console=console,
             ) as progress:
                 task = progress.add_task("ingesting", total=len(items))
-                for item in items:
+                async for item, outcome in service.add_many(actor, items, scope=scope):
                     progress.update(task, description=f"ingesting {str(item)[-50:]}")
-                    try:
-                        if isinstance(item, Path):
-                            result = await service.add_path(actor, item, scope=scope)
-                        else:
-                            result = await service.add_url(actor, item, scope=scope)
-                        progress.console.print(
-                            f"[green]{result.status}[/green] #{result.document.id} {item} ({result.chunk_count} chunks)"
-                        )
-                    except LorebotError as e:
+                    if isinstance(outcome, LorebotError):
                         failures += 1
-                        progress.console.print(f"[red]failed[/red] {item}: {e}")
+                        progress.console.print(f"[red]failed[/red] {item}: {outcome}")
+                    else:
+                        progress.console.print(
+                            f"[green]{outcome.status}[/green] #{outcome.document.id} {item} "
+                            f"({outcome.chunk_count} chunks)"
+                        )
                     progress.advance(task)
         return failures
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from psycopg_pool import AsyncConnectionPool
 
-from bot.access import AuditTrail
+from bot.access import AuditTrail, is_admin
 from bot.answer.chain import Answerer
 from bot.domain import (
     Actor,
@@ -30,8 +30,8 @@ from bot.domain import (
     Score,
 )
 from bot.embeddings import Embedder, load_embedder
-from bot.errors import NotFound
-from bot.ingest.pipeline import Ingestor
+from bot.errors import LorebotError, NotFound
+from bot.ingest.pipeline import Ingestor, IngestSource, TextSource
 from bot.ratelimit import RateLimiter
 from bot.retrieval import Retriever
 from bot.scopes import resolve_scopes
@@ -180,6 +180,31 @@ class Lorebot:
             entry.record(result)
         return result
 
+    async def add_many(
+        self, actor: Actor, items: Sequence[IngestSource], *, scope: str | None = None
+    ) -> AsyncIterator[tuple[IngestSource, IngestResult | LorebotError]]:
+        """Add many files, URLs or texts with batched embedding (see :meth:`Ingestor.add_many`).
+
+        Yields ``(item, result or error)`` per item; a failed item does not stop the others. Each item is
+        audited on its own, as ``add_path`` / ``add_url`` / ``add_text`` with the single methods' targets.
+        A non-admin is refused (and audited) before anything is read.
+        """
+        scope = scope or self.settings.default_scope
+        if not is_admin(actor, self.settings):
+            async with self.audit.admin_action(actor, "add_many", target=f"{len(items)} sources"):
+                pass  # admin_action audits the refusal and raises PermissionDenied
+        async for item, outcome in self.ingestor.add_many(items, scope=scope, added_by=actor.ref):
+            action, target = _audit_target(item)
+            try:
+                async with self.audit.admin_action(actor, action, target=target) as entry:
+                    if isinstance(outcome, LorebotError):
+                        raise outcome
+                    entry.record(outcome)
+            except LorebotError as e:
+                if e is not outcome:
+                    raise
+            yield item, outcome
+
     async def list_documents(self, actor: Actor, scopes: Sequence[str]) -> list[Document]:
         """Documents in ``scopes``, newest first (anyone may list what they may ask about)."""
         return await documents.list_documents(self.pool, scopes)
@@ -192,6 +217,15 @@ class Lorebot:
                 raise NotFound(f"no document {document_id} in scope {', '.join(scopes)}")
             entry.record(removed)
         return removed
+
+
+def _audit_target(item: IngestSource) -> tuple[str, str]:
+    """The audit action and target the single-document method for ``item`` would write."""
+    if isinstance(item, TextSource):
+        return "add_text", item.source_uri or item.title or "text"
+    if isinstance(item, Path):
+        return "add_path", str(item)
+    return "add_url", item
 
 
 def _with_message_id(answer: Answer, message_id: int) -> Answer:

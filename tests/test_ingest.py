@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from bot.domain import Chunk
 from bot.embeddings import Embedder
 from bot.errors import IngestError, StorageError, UnsafeURLError
-from bot.ingest.pipeline import Ingestor, expand_sources
+from bot.ingest.pipeline import Ingestor, TextSource, expand_sources
 from bot.settings import Settings
 from bot.storage import documents
 from tests.fixtures.embeddings import embedder  # noqa: F401
@@ -330,3 +330,76 @@ def test_expand_sources_walks_folders_with_the_pattern_and_passes_urls_through(t
 def test_expand_sources_reports_missing_paths() -> None:
     with pytest.raises(IngestError, match=r"no such file or folder: /nope/missing\.txt"):
         expand_sources(["/nope/missing.txt"])
+
+
+async def _collect(ingestor: Ingestor, items, scope: str = "docs") -> list:
+    return [outcome async for _, outcome in ingestor.add_many(items, scope=scope, added_by="t")]
+
+
+async def test_bulk_results_and_chunks_equal_the_per_document_path(
+    pool: AsyncConnectionPool, counting: CountingEmbedder, settings: Settings, tmp_path: Path
+) -> None:
+    small = settings.model_copy(update={"embedding_batch_size": 3, "chunk_tokens": 32})
+    long_text = " ".join(f"Sentence {i} is about something else entirely." for i in range(12))
+    (tmp_path / "hours.md").write_text("# Hours\n\nThe desk opens at nine.\n")
+    texts = [TextSource(f"Document {i} says {i * 7}.", title=f"d{i}") for i in range(5)] + [
+        TextSource(long_text, title="long")
+    ]
+    items = [*texts, tmp_path / "hours.md"]
+    one_by_one = Ingestor(pool, counting, small)
+    expected = [
+        await one_by_one.add_text(t.text, title=t.title, scope="one", source_uri=t.source_uri, added_by="t")
+        for t in texts
+    ] + [await one_by_one.add_path(tmp_path / "hours.md", scope="one", added_by="t")]
+    calls: list[int] = []
+    inner = counting.embed_documents
+    counting.embed_documents = lambda chunk_texts: calls.append(len(chunk_texts)) or inner(chunk_texts)
+    bulk = await _collect(Ingestor(pool, counting, small), items, scope="bulk")
+    assert [r.status for r in bulk] == ["added"] * len(items)
+    assert len(calls) < len(items) and sum(calls) == sum(r.chunk_count for r in expected)
+    for got, want in zip(bulk, expected, strict=True):
+        assert (got.document.source_uri, got.document.title, got.document.mime_type) == (
+            want.document.source_uri,
+            want.document.title,
+            want.document.mime_type,
+        )
+        assert (got.document.content_hash, got.chunk_count) == (want.document.content_hash, want.chunk_count)
+        got_rows, want_rows = await _rows(pool, got.document.id), await _rows(pool, want.document.id)
+        assert [row[:5] for row in got_rows] == [row[:5] for row in want_rows]
+
+
+async def test_bulk_skips_unchanged_replaces_changed_and_isolates_bad_documents(
+    pool: AsyncConnectionPool, counting: CountingEmbedder, settings: Settings
+) -> None:
+    ingestor = Ingestor(pool, counting, settings.model_copy(update={"max_document_bytes": 4096}))
+    kept = await ingestor.add_text("Parking is free.", title="Parking", scope="docs", source_uri=None, added_by="t")
+    changed = await ingestor.add_text("Lunch is at noon.", title="Lunch", scope="docs", source_uri=None, added_by="t")
+    embedded = counting.embedded
+    items = [
+        TextSource("Parking is free.", title="Parking"),
+        TextSource("Lunch is at one.", title="Lunch"),
+        TextSource("   \n ", title="Blank"),
+        TextSource("x" * 5000, title="Huge"),
+        TextSource("Holidays are in August.", title="Holidays"),
+        TextSource("Holidays are in August.", title="Holidays"),
+    ]
+    outcomes = await _collect(ingestor, items)
+    assert outcomes[0].status == "unchanged" and outcomes[0].document == kept.document
+    assert outcomes[1].status == "replaced" and outcomes[1].document.id == changed.document.id
+    assert isinstance(outcomes[2], IngestError) and "document has no text" in str(outcomes[2])
+    assert isinstance(outcomes[3], IngestError) and "more than the 4096-byte limit" in str(outcomes[3])
+    assert outcomes[4].status == "added" and outcomes[5].status == "unchanged"
+    assert outcomes[5].document.id == outcomes[4].document.id
+    assert counting.embedded == embedded + 2  # only the changed and the new document
+    titles = sorted(d.title for d in await documents.list_documents(pool, ["docs"]))
+    assert titles == ["Holidays", "Lunch", "Parking"]
+
+
+async def test_bulk_binary_file_fails_alone(pool: AsyncConnectionPool, ingestor: Ingestor, tmp_path: Path) -> None:
+    (tmp_path / "photo.txt").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    (tmp_path / "notes.md").write_text("# Notes\n\nThe printer is on floor two.\n")
+    outcomes = await _collect(ingestor, [tmp_path / "photo.txt", tmp_path / "missing.md", tmp_path / "notes.md"])
+    assert isinstance(outcomes[0], IngestError) and "unsupported/binary" in str(outcomes[0])
+    assert isinstance(outcomes[1], IngestError) and "cannot read" in str(outcomes[1])
+    assert outcomes[2].status == "added"
+    assert [d.title for d in await documents.list_documents(pool, ["docs"])] == ["Notes"]

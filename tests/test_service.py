@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.domain import Actor, Answer, AnswerDelta, ConversationKey, Question
-from bot.errors import AnswerError, NotFound, PermissionDenied, RateLimited
+from bot.errors import AnswerError, IngestError, NotFound, PermissionDenied, RateLimited
+from bot.ingest.pipeline import TextSource
 from bot.service import Lorebot
 from bot.settings import Settings
 
@@ -147,3 +148,19 @@ async def test_llm_outage_is_a_clear_error_within_seconds(service: Lorebot, fake
     with pytest.raises(AnswerError):
         await service.ask(Question("When is support open on Saturday?", MEMBER, ("default",)))
     assert time.monotonic() - started < 10
+
+
+async def test_bulk_add_audits_each_document_and_refuses_non_admins(service: Lorebot) -> None:
+    items = [TextSource("The desk opens at nine.", title="Hours"), TextSource("", title="Empty")]
+    with pytest.raises(PermissionDenied):
+        [outcome async for _, outcome in service.add_many(MEMBER, items)]
+    outcomes = [outcome async for _, outcome in service.add_many(ADMIN, items)]
+    assert outcomes[0].status == "added" and isinstance(outcomes[1], IngestError)
+    async with service.pool.connection() as conn:
+        query = "SELECT user_id, action, target, allowed FROM audit_log ORDER BY id"
+        rows = await (await conn.execute(query)).fetchall()
+    assert rows == [
+        ("UMEMBER", "add_many", "2 sources", False),
+        ("UADMIN", "add_text", "Hours", True),
+        ("UADMIN", "add_text", "Empty", True),
+    ]

@@ -1,4 +1,4 @@
-"""The ingestion pipeline: bytes, text, files or URLs → load → chunk → embed → one atomic store.
+"""The ingestion pipeline: bytes, text, files or URLs → load → chunk → embed → one atomic store per document.
 
 Cheap refusals come first (size, scope name, unchanged content hash) so that a too-large or already-known
 document costs neither parsing nor embedding. CPU-bound stages run in worker threads to keep the event loop
@@ -12,15 +12,17 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import httpx
+import numpy as np
 from psycopg_pool import AsyncConnectionPool
 
-from bot.domain import IngestResult
+from bot.domain import Chunk, IngestResult
 from bot.embeddings import Embedder
-from bot.errors import IngestError
+from bot.errors import IngestError, LorebotError
 from bot.ingest.chunking import chunk_document
 from bot.ingest.fetch import fetch_url
 from bot.ingest.loaders import LoadedDocument, load_document
@@ -34,8 +36,41 @@ SCOPE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
+@dataclass(frozen=True, slots=True)
+class TextSource:
+    """Raw text to add in bulk (see :meth:`Ingestor.add_many`), like :meth:`Ingestor.add_text`'s arguments."""
+
+    text: str
+    title: str = ""
+    source_uri: str | None = None
+
+
+IngestSource = Path | str | TextSource
+"""What :meth:`Ingestor.add_many` adds: a local file, a URL (as :func:`expand_sources` gives them) or text."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A document loaded and chunked, not yet embedded or stored."""
+
+    loaded: LoadedDocument
+    chunks: list[Chunk]
+    scope: str
+    source_uri: str
+    content_hash: str
+    size: int
+    added_by: str
+    chunk_ms: float
+
+
 class Ingestor:
-    """Adds documents to a scope; re-adding a source replaces it, identical content is skipped."""
+    """Adds documents to a scope; re-adding a source replaces it, identical content is skipped.
+
+    Every document goes through the same two steps: *prepare* (cheap checks, load, chunk, the unchanged-hash
+    check; no embedding) and *store* (embed, then one atomic :func:`documents.replace_document`). The
+    single-document methods run both for one document; :meth:`add_many` embeds the chunks of a window of
+    prepared documents in one call and then stores each document in its own transaction.
+    """
 
     def __init__(self, pool: AsyncConnectionPool, embedder: Embedder, settings: Settings) -> None:
         self.pool = pool
@@ -46,18 +81,7 @@ class Ingestor:
         self, text: str, *, title: str, scope: str, source_uri: str | None, added_by: str
     ) -> IngestResult:
         """Add raw text; without ``source_uri`` the source is ``text:<title>`` (or ``text:<hash>`` untitled)."""
-        data = text.encode("utf-8")
-        content_hash = _hash(data)
-        source_uri = source_uri or f"text:{title.strip() or content_hash[:16]}"
-        self._check(scope, len(data), source_uri)
-        if not text.strip():
-            raise IngestError("document has no text: the text is empty or whitespace only")
-        unchanged = await self._unchanged(scope, source_uri, content_hash)
-        if unchanged:
-            return unchanged
-        first_line = text.strip().splitlines()[0]
-        loaded = LoadedDocument(title.strip() or first_line[:200], text.replace("\x00", "").strip(), "text/plain")
-        return await self._index(loaded, scope, source_uri, content_hash, len(data), added_by)
+        return await self._index(await self._prepare_text(text, title, scope, source_uri, added_by))
 
     async def add_bytes(
         self,
@@ -70,16 +94,120 @@ class Ingestor:
         declared_mime: str | None = None,
     ) -> IngestResult:
         """Add an uploaded file; its format is detected from the bytes (see :mod:`bot.ingest.loaders`)."""
+        return await self._index(await self._prepare_bytes(data, filename, scope, source_uri, added_by, declared_mime))
+
+    async def add_path(self, path: Path, *, scope: str, added_by: str) -> IngestResult:
+        """Add a local file; its ``file://`` URI is the source, so re-adding the path replaces it."""
+        return await self._index(await self._prepare_path(path, scope, added_by))
+
+    async def add_url(self, url: str, *, scope: str, added_by: str) -> IngestResult:
+        """Fetch ``url`` through the guarded fetcher (see :mod:`bot.ingest.fetch`); the URL is the source."""
+        return await self._index(await self._prepare_url(url, scope, added_by))
+
+    async def add_many(
+        self, items: Iterable[IngestSource], *, scope: str, added_by: str
+    ) -> AsyncIterator[tuple[IngestSource, IngestResult | LorebotError]]:
+        """Add many sources, yielding ``(item, result or error)`` for each, in order, as windows complete.
+
+        Results are those of the single-document methods (same checks, limits, statuses and errors), but the
+        chunks of up to ``settings.embedding_batch_size`` prepared documents are embedded in one call. Each
+        document is still stored in its own transaction, and a failing document only fails itself.
+        """
+        window: list[tuple[IngestSource, IngestResult | LorebotError | _Prepared]] = []
+        pending: set[str] = set()  # sources prepared in this window but not stored yet
+        chunk_total = 0
+        limit = self.settings.embedding_batch_size
+        for item in items:
+            try:
+                outcome: IngestResult | LorebotError | _Prepared = await self._prepare(item, scope, added_by)
+            except LorebotError as e:
+                outcome = e
+            if isinstance(outcome, _Prepared) and outcome.source_uri in pending:
+                # The same source twice: store the first before deciding about the second, as one by one would.
+                async for done in self._flush(window):
+                    yield done
+                window, pending, chunk_total = [], set(), 0
+                unchanged = await self._unchanged(scope, outcome.source_uri, outcome.content_hash)
+                outcome = unchanged or outcome
+            window.append((item, outcome))
+            if isinstance(outcome, _Prepared):
+                pending.add(outcome.source_uri)
+                chunk_total += len(outcome.chunks)
+            if chunk_total >= limit or len(window) >= limit:
+                async for done in self._flush(window):
+                    yield done
+                window, pending, chunk_total = [], set(), 0
+        async for done in self._flush(window):
+            yield done
+
+    async def _flush(
+        self, window: list[tuple[IngestSource, IngestResult | LorebotError | _Prepared]]
+    ) -> AsyncIterator[tuple[IngestSource, IngestResult | LorebotError]]:
+        """Embed every prepared document of ``window`` in one call, then store each one on its own."""
+        prepared = [outcome for _, outcome in window if isinstance(outcome, _Prepared)]
+        vectors: dict[int, np.ndarray] = {}
+        embed_ms = 0.0
+        if prepared:
+            started = time.perf_counter()
+            try:
+                embeddings = await self._embed([chunk for p in prepared for chunk in p.chunks])
+            except LorebotError as e:
+                # One call failed for all of them: embed each on its own so the errors stay per document.
+                log.warning("batched embedding of %d documents failed (%s); embedding one by one", len(prepared), e)
+            else:
+                embed_ms = (time.perf_counter() - started) * 1000 / len(prepared)
+                offset = 0
+                for p in prepared:
+                    vectors[id(p)] = embeddings[offset : offset + len(p.chunks)]
+                    offset += len(p.chunks)
+        for item, outcome in window:
+            if isinstance(outcome, _Prepared):
+                try:
+                    if id(outcome) in vectors:
+                        outcome = await self._store(outcome, vectors[id(outcome)], embed_ms)
+                    else:
+                        outcome = await self._index(outcome)
+                except LorebotError as e:
+                    outcome = e
+            yield item, outcome
+
+    # --- prepare: checks, load, chunk, unchanged check (no embedding) ------------------------------------
+
+    async def _prepare(self, item: IngestSource, scope: str, added_by: str) -> IngestResult | _Prepared:
+        if isinstance(item, TextSource):
+            return await self._prepare_text(item.text, item.title, scope, item.source_uri, added_by)
+        if isinstance(item, Path):
+            return await self._prepare_path(item, scope, added_by)
+        return await self._prepare_url(item, scope, added_by)
+
+    async def _prepare_text(
+        self, text: str, title: str, scope: str, source_uri: str | None, added_by: str
+    ) -> IngestResult | _Prepared:
+        data = text.encode("utf-8")
+        content_hash = _hash(data)
+        source_uri = source_uri or f"text:{title.strip() or content_hash[:16]}"
+        self._check(scope, len(data), source_uri)
+        if not text.strip():
+            raise IngestError("document has no text: the text is empty or whitespace only")
+        unchanged = await self._unchanged(scope, source_uri, content_hash)
+        if unchanged:
+            return unchanged
+        first_line = text.strip().splitlines()[0]
+        loaded = LoadedDocument(title.strip() or first_line[:200], text.replace("\x00", "").strip(), "text/plain")
+        return await self._chunk(loaded, scope, source_uri, content_hash, len(data), added_by)
+
+    async def _prepare_bytes(
+        self, data: bytes, filename: str, scope: str, source_uri: str, added_by: str, declared_mime: str | None
+    ) -> IngestResult | _Prepared:
         self._check(scope, len(data), source_uri)
         content_hash = _hash(data)
         unchanged = await self._unchanged(scope, source_uri, content_hash)
         if unchanged:
             return unchanged
         loaded = await asyncio.to_thread(load_document, data, filename=filename, declared_mime=declared_mime)
-        return await self._index(loaded, scope, source_uri, content_hash, len(data), added_by)
+        return await self._chunk(loaded, scope, source_uri, content_hash, len(data), added_by)
 
-    async def add_path(self, path: Path, *, scope: str, added_by: str) -> IngestResult:
-        """Add a local file; its ``file://`` URI is the source, so re-adding the path replaces it."""
+    async def _prepare_path(self, path: Path, scope: str, added_by: str) -> IngestResult | _Prepared:
         path = Path(path).expanduser()
         try:
             size = path.stat().st_size
@@ -93,21 +221,13 @@ class Ingestor:
             data = await asyncio.to_thread(path.read_bytes)
         except OSError as e:
             raise IngestError(f"cannot read {path}: {e.strerror or e}") from e
-        return await self.add_bytes(data, filename=path.name, scope=scope, source_uri=source_uri, added_by=added_by)
+        return await self._prepare_bytes(data, path.name, scope, source_uri, added_by, None)
 
-    async def add_url(self, url: str, *, scope: str, added_by: str) -> IngestResult:
-        """Fetch ``url`` through the guarded fetcher (see :mod:`bot.ingest.fetch`); the URL is the source."""
+    async def _prepare_url(self, url: str, scope: str, added_by: str) -> IngestResult | _Prepared:
         self._check(scope, 0, url)
         fetched = await fetch_url(url, self.settings)
         filename = PurePosixPath(httpx.URL(fetched.final_url).path).name
-        return await self.add_bytes(
-            fetched.data,
-            filename=filename,
-            scope=scope,
-            source_uri=url.strip(),
-            added_by=added_by,
-            declared_mime=fetched.content_type,
-        )
+        return await self._prepare_bytes(fetched.data, filename, scope, url.strip(), added_by, fetched.content_type)
 
     def _check(self, scope: str, size: int, source: str) -> None:
         if not SCOPE_NAME.match(scope):
@@ -123,37 +243,53 @@ class Ingestor:
         log.info("unchanged document=%d scope=%s chunks=%d", document.id, scope, document.chunk_count)
         return IngestResult(document, "unchanged")
 
-    async def _index(
+    async def _chunk(
         self, loaded: LoadedDocument, scope: str, source_uri: str, content_hash: str, size: int, added_by: str
-    ) -> IngestResult:
+    ) -> _Prepared:
         started = time.perf_counter()
         chunks = await asyncio.to_thread(chunk_document, loaded.text, title=loaded.title, settings=self.settings)
-        chunked = time.perf_counter()
-        embeddings = await asyncio.to_thread(self.embedder.embed_documents, [chunk.text for chunk in chunks])
-        embedded = time.perf_counter()
+        chunk_ms = (time.perf_counter() - started) * 1000
+        return _Prepared(loaded, chunks, scope, source_uri, content_hash, size, added_by, chunk_ms)
+
+    # --- store: embed, then one atomic replace ------------------------------------------------------------
+
+    async def _index(self, prepared: IngestResult | _Prepared) -> IngestResult:
+        """Embed and store one prepared document (an unchanged one is returned as it is)."""
+        if isinstance(prepared, IngestResult):
+            return prepared
+        started = time.perf_counter()
+        embeddings = await self._embed(prepared.chunks)
+        return await self._store(prepared, embeddings, (time.perf_counter() - started) * 1000)
+
+    async def _embed(self, chunks: Sequence[Chunk]) -> np.ndarray:
+        return await asyncio.to_thread(self.embedder.embed_documents, [chunk.text for chunk in chunks])
+
+    async def _store(self, prepared: _Prepared, embeddings: np.ndarray, embed_ms: float) -> IngestResult:
+        started = time.perf_counter()
+        loaded = prepared.loaded
         result = await documents.replace_document(
             self.pool,
-            scope=scope,
-            source_uri=source_uri,
+            scope=prepared.scope,
+            source_uri=prepared.source_uri,
             title=loaded.title,
             mime_type=loaded.mime_type,
-            content_hash=content_hash,
-            size_bytes=size,
-            added_by=added_by,
-            chunks=chunks,
+            content_hash=prepared.content_hash,
+            size_bytes=prepared.size,
+            added_by=prepared.added_by,
+            chunks=prepared.chunks,
             embeddings=embeddings,
         )
         log.info(
             "%s document=%d scope=%s type=%s bytes=%d chunks=%d chunk_ms=%d embed_ms=%d store_ms=%d",
             result.status,
             result.document.id,
-            scope,
+            prepared.scope,
             loaded.mime_type,
-            size,
-            len(chunks),
-            (chunked - started) * 1000,
-            (embedded - chunked) * 1000,
-            (time.perf_counter() - embedded) * 1000,
+            prepared.size,
+            len(prepared.chunks),
+            prepared.chunk_ms,
+            embed_ms,
+            (time.perf_counter() - started) * 1000,
         )
         return result
 
