@@ -132,20 +132,13 @@ def _save_half(source: Path, target: Path) -> None:
     save_file({k: v.to(torch.float16) if v.is_floating_point() else v for k, v in tensors.items()}, str(target))
 
 
+def _converter_args(converter: Path, adapter: Path, base_config: Path, gguf: Path) -> list[str]:
+    """llama.cpp's ``convert_lora_to_gguf.py`` arguments (after the interpreter)."""
+    return [str(converter), str(adapter), "--base", str(base_config), "--outfile", str(gguf), "--outtype", "f16"]
+
+
 def _gguf_command(converter: Path, adapter: Path, base_config: Path, gguf: Path) -> str:
-    return shlex.join(
-        [
-            "python",
-            str(converter),
-            str(adapter),
-            "--base",
-            str(base_config),
-            "--outfile",
-            str(gguf),
-            "--outtype",
-            "f16",
-        ]
-    )
+    return shlex.join(["python", *_converter_args(converter, adapter, base_config, gguf)])
 
 
 def _write_base_config(base_model: str, folder: Path) -> None:
@@ -170,17 +163,7 @@ def _convert(converter: Path, adapter: Path, base_config: Path, gguf: Path) -> N
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(root / "gguf-py"), str(root), os.environ.get("PYTHONPATH", "")]),
     }
-    command = [
-        sys.executable,
-        str(converter),
-        str(adapter),
-        "--base",
-        str(base_config),
-        "--outfile",
-        str(gguf),
-        "--outtype",
-        "f16",
-    ]
+    command = [sys.executable, *_converter_args(converter, adapter, base_config, gguf)]
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0 or not gguf.is_file():
         raise SFTError(f"GGUF conversion failed (exit {result.returncode}):\n{result.stderr[-2000:]}")
