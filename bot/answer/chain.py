@@ -100,13 +100,24 @@ def original_question(request: AnswerRequest) -> str:
     return request.question
 
 
+def search_query(condensed: str, question: str) -> str:
+    """The condensed query followed by the question itself.
+
+    The condensed query resolves references to earlier turns; the question keeps its own words, so retrieval
+    still works when a small model condenses badly (drops the keywords, or answers in another language).
+    """
+    if not condensed or question in condensed:
+        return condensed or question
+    return f"{condensed} {question}"
+
+
 async def add_search_query(request: AnswerRequest, *, condense: Runnable[AnswerRequest, str]) -> Grounding:
     """Condense only when there is history: a first question is already standalone (and costs no LLM call)."""
     if not request.history:
         return Grounding(request, request.question)
     started = time.perf_counter()
-    query = clean_query(await condense.ainvoke(request)) or request.question
-    log.debug("condensed search query: %s", query)
+    query = search_query(clean_query(await condense.ainvoke(request)), request.question)
+    log.debug("search query after condensing: %s", query)
     return Grounding(request, query, timings={"condense_ms": _ms_since(started)})
 
 
