@@ -15,18 +15,13 @@ from bot.service import Lorebot
 from connectors.discord.answering import EDIT_INTERVAL_S
 from connectors.discord.client import LorebotClient
 from connectors.discord.render import MAX_CONTENT_CHARS
-from tests.fixtures.discord import (  # noqa: F401 (fixtures)
+from tests.fixtures.discord import (
     TOKEN,
     DiscordWorld,
     FakeDiscord,
     RestCall,
-    discord_bot_fixture,
-    discord_world_fixture,
-    fake_discord,
     running_bot,
 )
-from tests.fixtures.embeddings import embedder  # noqa: F401
-from tests.fixtures.llm import fake_llm  # noqa: F401
 
 SEEDER = Actor("discord", "seed", "Seeder", is_admin=True)
 HOURS = (

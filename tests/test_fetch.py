@@ -9,20 +9,20 @@ import pytest
 from bot.errors import IngestError, UnsafeURLError
 from bot.ingest.fetch import fetch_url
 from bot.settings import Settings
-from tests.fixtures.http import LocalHTTPServer, http_server  # noqa: F401
+from tests.fixtures.http import LocalHTTPServer
 
 LIMIT = 1000
 
 
 @pytest.fixture
-def trusting(http_server: LocalHTTPServer) -> Settings:  # noqa: F811
+def trusting(http_server: LocalHTTPServer) -> Settings:
     """Settings that allow exactly the local test server (host and port), nothing else private."""
     return Settings(
         _env_file=None, fetch_allowed_hosts=[http_server.host], fetch_timeout_s=1.0, max_document_bytes=LIMIT
     )
 
 
-async def test_fetches_a_document_from_an_allowed_host(http_server: LocalHTTPServer, trusting: Settings) -> None:  # noqa: F811
+async def test_fetches_a_document_from_an_allowed_host(http_server: LocalHTTPServer, trusting: Settings) -> None:
     url = http_server.serve("/doc.md", b"# Hi\n\nThere.", content_type="text/markdown; charset=utf-8")
     fetched = await fetch_url(url, trusting)
     assert (fetched.data, fetched.content_type, fetched.final_url) == (b"# Hi\n\nThere.", "text/markdown", url)
@@ -60,7 +60,7 @@ async def test_non_public_targets_and_other_schemes_are_refused(url: str) -> Non
         await fetch_url(url, Settings(_env_file=None))
 
 
-async def test_the_local_test_server_itself_is_refused_unless_listed(http_server: LocalHTTPServer) -> None:  # noqa: F811
+async def test_the_local_test_server_itself_is_refused_unless_listed(http_server: LocalHTTPServer) -> None:
     url = http_server.serve("/doc.txt", b"hello")
     with pytest.raises(UnsafeURLError, match=r"127\.0\.0\.1, a loopback/private/reserved address"):
         await fetch_url(url, Settings(_env_file=None))
@@ -87,14 +87,14 @@ async def test_metadata_endpoints_stay_refused_even_when_private_networks_are_al
         await fetch_url(url, settings)
 
 
-async def test_allow_private_lifts_the_address_check_for_every_host(http_server: LocalHTTPServer) -> None:  # noqa: F811
+async def test_allow_private_lifts_the_address_check_for_every_host(http_server: LocalHTTPServer) -> None:
     url = http_server.serve("/doc.txt", b"intranet page")
     fetched = await fetch_url(url, Settings(_env_file=None, fetch_allow_private=True))
     assert fetched.data == b"intranet page"
 
 
 async def test_redirects_are_followed_and_report_the_final_url(
-    http_server: LocalHTTPServer,  # noqa: F811
+    http_server: LocalHTTPServer,
     trusting: Settings,
 ) -> None:
     final = http_server.serve("/final.txt", b"arrived")
@@ -118,7 +118,7 @@ async def test_redirects_are_followed_and_report_the_final_url(
     ],
 )
 async def test_redirects_to_refused_targets_are_refused(
-    http_server: LocalHTTPServer,  # noqa: F811
+    http_server: LocalHTTPServer,
     trusting: Settings,
     target: str,
 ) -> None:
@@ -129,7 +129,7 @@ async def test_redirects_to_refused_targets_are_refused(
     assert http_server.requests == ["/go"]
 
 
-async def test_redirect_loops_stop_at_the_limit(http_server: LocalHTTPServer, trusting: Settings) -> None:  # noqa: F811
+async def test_redirect_loops_stop_at_the_limit(http_server: LocalHTTPServer, trusting: Settings) -> None:
     url = http_server.redirect("/loop", "/loop")
     with pytest.raises(IngestError, match="redirected more than 5 times"):
         await fetch_url(url, trusting)
@@ -137,7 +137,7 @@ async def test_redirect_loops_stop_at_the_limit(http_server: LocalHTTPServer, tr
 
 
 async def test_oversize_body_is_refused_from_content_length_before_reading(
-    http_server: LocalHTTPServer,  # noqa: F811
+    http_server: LocalHTTPServer,
     trusting: Settings,
 ) -> None:
     url = http_server.serve("/big.txt", b"x" * (LIMIT + 1))
@@ -146,7 +146,7 @@ async def test_oversize_body_is_refused_from_content_length_before_reading(
 
 
 async def test_oversize_body_without_content_length_is_cut_off_while_streaming(
-    http_server: LocalHTTPServer,  # noqa: F811
+    http_server: LocalHTTPServer,
     trusting: Settings,
 ) -> None:
     url = http_server.serve("/stream.txt", b"y" * (50 * LIMIT), send_length=False)
@@ -156,7 +156,7 @@ async def test_oversize_body_without_content_length_is_cut_off_while_streaming(
 
 @pytest.mark.parametrize("when", ["before_headers", "after_headers"])
 async def test_a_slow_server_times_out_within_the_deadline(
-    http_server: LocalHTTPServer,  # noqa: F811
+    http_server: LocalHTTPServer,
     trusting: Settings,
     when: str,
 ) -> None:
@@ -177,7 +177,7 @@ async def test_a_slow_server_times_out_within_the_deadline(
     ],
 )
 async def test_http_errors_and_unsupported_content_types_are_refused(
-    http_server: LocalHTTPServer,  # noqa: F811
+    http_server: LocalHTTPServer,
     trusting: Settings,
     status: int,
     content_type: str,

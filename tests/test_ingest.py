@@ -17,8 +17,7 @@ from bot.errors import IngestError, StorageError, UnsafeURLError
 from bot.ingest.pipeline import Ingestor, TextSource, expand_sources
 from bot.settings import Settings
 from bot.storage import documents
-from tests.fixtures.embeddings import embedder  # noqa: F401
-from tests.fixtures.http import LocalHTTPServer, http_server  # noqa: F401
+from tests.fixtures.http import LocalHTTPServer
 from tests.fixtures.ingest import make_pdf
 from tests.test_loaders import ARTICLE_HTML
 
@@ -48,7 +47,7 @@ class CountingEmbedder:
 
 
 @pytest.fixture
-def counting(embedder: Embedder) -> CountingEmbedder:  # noqa: F811
+def counting(embedder: Embedder) -> CountingEmbedder:
     return CountingEmbedder(embedder)
 
 
@@ -270,7 +269,7 @@ async def test_add_path_refuses_oversize_missing_and_non_files_before_reading(
 
 
 @pytest.fixture
-def url_ingestor(pool, counting, settings: Settings, http_server: LocalHTTPServer) -> Ingestor:  # noqa: F811
+def url_ingestor(pool, counting, settings: Settings, http_server: LocalHTTPServer) -> Ingestor:
     allowed = settings.model_copy(
         update={"fetch_allowed_hosts": [http_server.host], "max_document_bytes": 4096, "fetch_timeout_s": 1.0}
     )
@@ -279,7 +278,7 @@ def url_ingestor(pool, counting, settings: Settings, http_server: LocalHTTPServe
 
 async def test_add_url_stores_the_page_under_the_requested_url(
     url_ingestor: Ingestor,
-    http_server: LocalHTTPServer,  # noqa: F811
+    http_server: LocalHTTPServer,
 ) -> None:
     http_server.serve("/guide", ARTICLE_HTML.encode(), content_type="text/html; charset=utf-8")
     url = http_server.redirect("/latest", "/guide")
@@ -300,7 +299,7 @@ async def test_add_url_stores_the_page_under_the_requested_url(
 )
 async def test_refused_and_failed_urls_store_nothing(
     url_ingestor: Ingestor,
-    http_server: LocalHTTPServer,  # noqa: F811
+    http_server: LocalHTTPServer,
     pool,
     path: str,
     error: type[Exception],

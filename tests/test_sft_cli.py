@@ -14,8 +14,7 @@ from bot.answer.prompt import build_messages
 from bot.domain import Actor, Answer, Passage, Question
 from bot.sft.cli import sft_app
 from bot.storage import conversations, feedback
-from tests.fixtures.llm import FakeLLM, fake_llm  # noqa: F401
-from tests.fixtures.sft import tiny_squad_file  # noqa: F401
+from tests.fixtures.llm import FakeLLM
 
 runner = CliRunner()
 
@@ -41,7 +40,7 @@ limit = 3
     return path
 
 
-def test_dataset_command_builds_files(tmp_path: Path, tiny_squad_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_dataset_command_builds_files(tmp_path: Path, tiny_squad_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(sft_app, ["dataset", "--config", str(_config(tmp_path, tiny_squad_file, []))])
     assert result.exit_code == 0, result.output
@@ -51,7 +50,7 @@ def test_dataset_command_builds_files(tmp_path: Path, tiny_squad_file: Path, mon
 
 def test_dataset_command_reports_the_bad_line_and_writes_nothing(
     tmp_path: Path,
-    tiny_squad_file: Path,  # noqa: F811
+    tiny_squad_file: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)
@@ -74,8 +73,8 @@ def test_unknown_config_key_is_an_error(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_eval_command_prints_the_side_by_side_table(
     tmp_path: Path,
-    tiny_squad_file: Path,  # noqa: F811
-    fake_llm: FakeLLM,  # noqa: F811
+    tiny_squad_file: Path,
+    fake_llm: FakeLLM,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)

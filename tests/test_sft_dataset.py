@@ -14,7 +14,7 @@ from bot.sft.config import DatasetConfig
 from bot.sft.dataset import build_dataset, eval_groups
 from bot.sft.errors import DatasetFormatError
 from bot.sft.formats import read_examples
-from tests.fixtures.sft import tiny_model_dir, tiny_squad_file, write_jsonl  # noqa: F401
+from tests.fixtures.sft import write_jsonl
 
 MESSAGES = [
     {"role": "system", "content": "Be brief."},
@@ -125,7 +125,7 @@ def test_malformed_curated_file_writes_nothing_and_keeps_previous_output(tmp_pat
     assert {p.name: p.read_bytes() for p in config.output_dir.iterdir()} == before
 
 
-def test_squad_examples_use_the_serving_prompt_and_cite_the_gold_source(tmp_path: Path, tiny_squad_file: Path) -> None:  # noqa: F811
+def test_squad_examples_use_the_serving_prompt_and_cite_the_gold_source(tmp_path: Path, tiny_squad_file: Path) -> None:
     config = _config(tmp_path, qa_files=(tiny_squad_file,), unanswerable_ratio=0.0, distractors=2)
     result = build_dataset(config)
     examples = result.train + result.eval
@@ -146,7 +146,7 @@ def test_squad_examples_use_the_serving_prompt_and_cite_the_gold_source(tmp_path
         assert sum(answer in p.text for p in passages) == 1
 
 
-def test_unanswerable_examples_refuse_over_distractors_only(tmp_path: Path, tiny_squad_file: Path) -> None:  # noqa: F811
+def test_unanswerable_examples_refuse_over_distractors_only(tmp_path: Path, tiny_squad_file: Path) -> None:
     result = build_dataset(_config(tmp_path, qa_files=(tiny_squad_file,), unanswerable_ratio=1.0))
     assert result.train
     for example in result.train + result.eval:
@@ -155,7 +155,7 @@ def test_unanswerable_examples_refuse_over_distractors_only(tmp_path: Path, tiny
         assert not any(f"Zorb{example.qa['id'][1:]}" in p["text"] for p in example.qa["passages"])
 
 
-def test_split_keeps_each_article_and_its_distractors_on_one_side(tmp_path: Path, tiny_squad_file: Path) -> None:  # noqa: F811
+def test_split_keeps_each_article_and_its_distractors_on_one_side(tmp_path: Path, tiny_squad_file: Path) -> None:
     result = build_dataset(_config(tmp_path, qa_files=(tiny_squad_file,)))
     train_groups = {e.group for e in result.train}
     eval_groups_ = {e.group for e in result.eval}
@@ -166,7 +166,7 @@ def test_split_keeps_each_article_and_its_distractors_on_one_side(tmp_path: Path
     assert {r["id"] for r in written} == {e.qa["id"] for e in result.eval}
 
 
-def test_build_is_deterministic(tmp_path: Path, tiny_squad_file: Path) -> None:  # noqa: F811
+def test_build_is_deterministic(tmp_path: Path, tiny_squad_file: Path) -> None:
     first = build_dataset(_config(tmp_path / "a", qa_files=(tiny_squad_file,)))
     second = build_dataset(_config(tmp_path / "b", qa_files=(tiny_squad_file,)))
     for name in ("train.jsonl", "eval.jsonl", "eval_qa.jsonl"):
@@ -200,7 +200,7 @@ def test_duplicates_empty_and_overlong_examples_are_dropped(tmp_path: Path) -> N
     assert result.dropped == {"duplicate": 1, "empty message": 1, "longer than 400": 1}  # 4 chars per token
 
 
-def test_instructions_are_mixed_in_at_the_configured_ratio(tmp_path: Path, tiny_squad_file: Path) -> None:  # noqa: F811
+def test_instructions_are_mixed_in_at_the_configured_ratio(tmp_path: Path, tiny_squad_file: Path) -> None:
     records = [{"instruction": f"Say {i}", "output": f"{i}"} for i in range(200)]
     path = tmp_path / "instructions.json"
     path.write_text(json.dumps(records), encoding="utf-8")
@@ -211,7 +211,7 @@ def test_instructions_are_mixed_in_at_the_configured_ratio(tmp_path: Path, tiny_
     assert instructions == round(rag * 0.25 / 0.75)
 
 
-def test_dataset_card_counts_sources_languages_and_lengths(tmp_path: Path, tiny_squad_file: Path) -> None:  # noqa: F811
+def test_dataset_card_counts_sources_languages_and_lengths(tmp_path: Path, tiny_squad_file: Path) -> None:
     result = build_dataset(_config(tmp_path, qa_files=(tiny_squad_file,)))
     card = json.loads((result.output_dir / "dataset_card.json").read_text(encoding="utf-8"))
     train = card["splits"]["train"]
@@ -224,7 +224,7 @@ def test_dataset_card_counts_sources_languages_and_lengths(tmp_path: Path, tiny_
     assert f"## train: {len(result.train)} examples" in markdown
 
 
-def test_real_squad_and_cmrc_build_with_token_lengths(tmp_path: Path, shared_dir: Path, tiny_model_dir: Path) -> None:  # noqa: F811
+def test_real_squad_and_cmrc_build_with_token_lengths(tmp_path: Path, shared_dir: Path, tiny_model_dir: Path) -> None:
     from bot.sft.modeling import load_tokenizer
 
     qa = shared_dir / "data" / "qa"

@@ -12,8 +12,7 @@ from bot.settings import Settings
 from bot.sft.config import EvalConfig
 from bot.sft.errors import SFTError
 from bot.sft.evaluate import Target, evaluate, evaluate_in_process, load_items, table
-from tests.fixtures.llm import FakeLLM, fake_llm  # noqa: F401
-from tests.fixtures.sft import tiny_lora_dir, tiny_model_dir  # noqa: F401
+from tests.fixtures.llm import FakeLLM
 
 ITEMS = [
     {
@@ -57,7 +56,7 @@ def _settings(tmp_path: Path) -> Settings:
     return Settings(_env_file=None, data_dir=tmp_path / "data")
 
 
-async def test_eval_scores_each_model_on_identical_prompts(tmp_path: Path, eval_file: Path, fake_llm: FakeLLM) -> None:  # noqa: F811
+async def test_eval_scores_each_model_on_identical_prompts(tmp_path: Path, eval_file: Path, fake_llm: FakeLLM) -> None:
     perfect = {
         "Who won Super Bowl 50?": "Denver Broncos [2]",
         "谁开发了战国无双3？": "光荣和ω-force [1]",
@@ -111,8 +110,8 @@ def test_eval_sample_is_seeded(eval_file: Path) -> None:
 def test_in_process_eval_scores_base_and_adapter_on_the_same_questions(
     tmp_path: Path,
     eval_file: Path,
-    tiny_model_dir: Path,  # noqa: F811
-    tiny_lora_dir: Path,  # noqa: F811
+    tiny_model_dir: Path,
+    tiny_lora_dir: Path,
 ) -> None:
     config = EvalConfig(eval_file=eval_file, limit=0, max_tokens=4)
     results = evaluate_in_process(str(tiny_model_dir), tiny_lora_dir, config, batch_size=2, output_dir=tmp_path / "r")

@@ -11,12 +11,11 @@ import pytest
 
 from bot.sft.errors import SFTError
 from bot.sft.export import adapter_rank, export, serving_chat_template, vllm_command
-from tests.fixtures.sft import tiny_lora_dir, tiny_model_dir  # noqa: F401
 
 
 def test_export_copies_the_adapter_and_names_its_rank_for_vllm(
-    tiny_lora_dir: Path,  # noqa: F811
-    tiny_model_dir: Path,  # noqa: F811
+    tiny_lora_dir: Path,
+    tiny_model_dir: Path,
     tmp_path: Path,
 ) -> None:
     result = export(tiny_lora_dir, tmp_path / "export", name="lorebot", base_model=str(tiny_model_dir))
@@ -37,7 +36,7 @@ def test_export_copies_the_adapter_and_names_its_rank_for_vllm(
     assert result.vllm_command in serving
 
 
-def test_serving_template_renders_like_the_training_template(tiny_model_dir: Path) -> None:  # noqa: F811
+def test_serving_template_renders_like_the_training_template(tiny_model_dir: Path) -> None:
     from bot.sft.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(str(tiny_model_dir))
@@ -51,7 +50,7 @@ def test_serving_template_renders_like_the_training_template(tiny_model_dir: Pat
     assert served == trained
 
 
-def test_without_llama_cpp_no_gguf_is_faked_and_the_command_is_documented(tiny_lora_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_without_llama_cpp_no_gguf_is_faked_and_the_command_is_documented(tiny_lora_dir: Path, tmp_path: Path) -> None:
     result = export(tiny_lora_dir, tmp_path / "export", name="lorebot", llama_cpp_dir=tmp_path / "no-llama")
     assert result.gguf_lora is None
     assert not list((tmp_path / "export").glob("*.gguf"))
@@ -64,7 +63,7 @@ def test_vllm_rank_is_rounded_up_to_a_supported_value(tmp_path: Path) -> None:
     assert "--max-lora-rank 16" in command and command.startswith("vllm serve google/gemma-3-270m ")
 
 
-def test_rank_pattern_overrides_count(tiny_lora_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_rank_pattern_overrides_count(tiny_lora_dir: Path, tmp_path: Path) -> None:
     folder = tmp_path / "adapter"
     shutil.copytree(tiny_lora_dir, folder)
     config = json.loads((folder / "adapter_config.json").read_text())
@@ -81,8 +80,8 @@ def test_export_refuses_a_folder_that_is_not_an_adapter(tmp_path: Path) -> None:
 
 
 def test_half_precision_export_halves_the_weights_and_still_loads(
-    tiny_lora_dir: Path,  # noqa: F811
-    tiny_model_dir: Path,  # noqa: F811
+    tiny_lora_dir: Path,
+    tiny_model_dir: Path,
     tmp_path: Path,
 ) -> None:
     import torch

@@ -12,12 +12,11 @@ import pytest
 from bot.local_llm.chat_template import CHAT_TEMPLATE
 from bot.sft.config import TrainConfig
 from bot.sft.train import SUMMARY_FILE, build_trainer, latest_checkpoint, supervised_loss, train
-from tests.fixtures.sft import tiny_adapter, tiny_model_dir, tiny_train_config  # noqa: F401
 
 torch = pytest.importorskip("torch")
 
 
-def test_loss_mask_keeps_only_assistant_tokens(tiny_train_config: TrainConfig) -> None:  # noqa: F811
+def test_loss_mask_keeps_only_assistant_tokens(tiny_train_config: TrainConfig) -> None:
     trainer = build_trainer(replace(tiny_train_config, output_dir=tiny_train_config.output_dir.parent / "mask"))
     tokenizer = trainer.processing_class
     assert tokenizer.chat_template == CHAT_TEMPLATE
@@ -34,7 +33,7 @@ def test_loss_mask_keeps_only_assistant_tokens(tiny_train_config: TrainConfig) -
         assert masked == prompt + "\n"  # everything but the reply: the prompt and the newline after the turn
 
 
-def test_supervised_logits_loss_equals_the_full_loss(tiny_model_dir: Path) -> None:  # noqa: F811
+def test_supervised_logits_loss_equals_the_full_loss(tiny_model_dir: Path) -> None:
     from bot.sft.modeling import load_model
 
     model = load_model(str(tiny_model_dir))
@@ -48,7 +47,7 @@ def test_supervised_logits_loss_equals_the_full_loss(tiny_model_dir: Path) -> No
     assert supervised_loss(model, inputs).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_training_lowers_the_loss_and_writes_a_summary(tiny_adapter: Path, tiny_train_config: TrainConfig) -> None:  # noqa: F811
+def test_training_lowers_the_loss_and_writes_a_summary(tiny_adapter: Path, tiny_train_config: TrainConfig) -> None:
     summary = json.loads((tiny_train_config.output_dir / SUMMARY_FILE).read_text())
     losses = [loss for _, loss in summary["loss_curve"]]
     assert summary["steps"] == 24 and len(losses) == 24
@@ -59,7 +58,7 @@ def test_training_lowers_the_loss_and_writes_a_summary(tiny_adapter: Path, tiny_
     assert (tiny_adapter / "adapter_model.safetensors").stat().st_size > 0
 
 
-def test_training_resumes_from_the_latest_checkpoint(tiny_adapter: Path, tiny_train_config: TrainConfig) -> None:  # noqa: F811
+def test_training_resumes_from_the_latest_checkpoint(tiny_adapter: Path, tiny_train_config: TrainConfig) -> None:
     assert latest_checkpoint(tiny_train_config.output_dir).name == "checkpoint-24"
     more = replace(tiny_train_config, max_steps=30, save_steps=30)
     train(more)
@@ -68,7 +67,7 @@ def test_training_resumes_from_the_latest_checkpoint(tiny_adapter: Path, tiny_tr
     assert summary["steps"] == 30
 
 
-def test_saved_adapter_reloads_in_the_serving_loader_and_generates(tiny_adapter: Path, tiny_model_dir: Path) -> None:  # noqa: F811
+def test_saved_adapter_reloads_in_the_serving_loader_and_generates(tiny_adapter: Path, tiny_model_dir: Path) -> None:
     from bot.local_llm.model import load_local_model
 
     local = load_local_model(tiny_model_dir, tiny_adapter, name="tiny")

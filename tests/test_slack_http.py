@@ -5,15 +5,11 @@ from __future__ import annotations
 import json
 import time
 
-from tests.fixtures.embeddings import embedder  # noqa: F401
-from tests.fixtures.llm import fake_llm  # noqa: F401
-from tests.fixtures.slack import (  # noqa: F401
+from tests.fixtures.slack import (
     CHANNEL,
     USER,
     SlackBot,
-    fake_slack,
     form_body,
-    slack_http_bot_fixture,
 )
 
 WIFI = "Office wifi. The office wifi password is PurpleElephant42. Guests use the network Lorebot-Guest."

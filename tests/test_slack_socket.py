@@ -8,16 +8,12 @@ from typing import Any
 from bot.answer.prompt import CONDENSE_PROMPT
 from bot.ratelimit import RateLimiter
 from connectors.slack import render
-from tests.fixtures.embeddings import embedder  # noqa: F401
-from tests.fixtures.llm import fake_llm  # noqa: F401
-from tests.fixtures.slack import (  # noqa: F401
+from tests.fixtures.slack import (
     ADMIN,
     CHANNEL,
     DM,
     USER,
     SlackBot,
-    fake_slack,
-    slack_bot_fixture,
 )
 
 WIFI = "Office wifi. The office wifi password is PurpleElephant42. Guests use the network Lorebot-Guest."
