@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import time
 from typing import Any
 
@@ -16,6 +15,7 @@ from bot.errors import AnswerError, ConfigError, InvalidQuestion
 from bot.retrieval import Retriever
 from tests.fixtures.embeddings import CorpusDocument
 from tests.fixtures.llm import FakeLLM
+from tests.fixtures.net import unused_port
 
 CORPUS = [
     CorpusDocument(
@@ -186,14 +186,8 @@ async def test_not_found_stream_still_yields_a_delta_and_an_answer(answerer, fak
     assert not events[-1].found
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def test_llm_endpoint_down_raises_answer_error_within_seconds(settings, pool, embedder, corpus) -> None:
-    answerer = make_answerer(settings, pool, embedder, f"http://127.0.0.1:{closed_port()}/v1", llm_max_retries=1)
+    answerer = make_answerer(settings, pool, embedder, f"http://127.0.0.1:{unused_port()}/v1", llm_max_retries=1)
 
     started = time.monotonic()
     with pytest.raises(AnswerError, match="cannot reach the language model"):

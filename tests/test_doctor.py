@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
+from tests.fixtures.net import unused_port
 
 runner = CliRunner()
 
@@ -18,12 +18,6 @@ def doctor_env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Pat
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_all_checks_pass_with_a_migrated_database_and_a_live_llm(
@@ -40,7 +34,7 @@ def test_all_checks_pass_with_a_migrated_database_and_a_live_llm(
 
 
 def test_an_unreachable_llm_fails_and_says_what_to_check(doctor_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LLM_BASE_URL", f"http://127.0.0.1:{_closed_port()}/v1")
+    monkeypatch.setenv("LLM_BASE_URL", f"http://127.0.0.1:{unused_port()}/v1")
     result = runner.invoke(app, ["doctor"], terminal_width=200)
     assert result.exit_code == 1
     assert "FAIL" in result.output and "check LLM_BASE_URL" in result.output
@@ -58,7 +52,7 @@ def test_a_model_the_endpoint_does_not_serve_is_reported(
 
 def test_an_unreachable_database_fails_with_a_hint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, embedder) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DATABASE_URL", f"postgresql://nobody@127.0.0.1:{_closed_port()}/lorebot")
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://nobody@127.0.0.1:{unused_port()}/lorebot")
     result = runner.invoke(app, ["doctor"], terminal_width=200)
     assert result.exit_code == 1
     assert "check DATABASE_URL" in result.output

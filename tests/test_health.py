@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
@@ -18,25 +17,14 @@ from bot.errors import AnswerError
 from bot.ops.health import HealthServer
 from bot.ops.metrics import MeteredLorebot, Metrics
 from bot.settings import Settings
-from tests.fixtures import embeddings as embedding_fixtures
-from tests.fixtures import llm as llm_fixtures
 from tests.fixtures.llm import FakeLLM
-
-embedder = embedding_fixtures.embedder  # until tests/conftest.py lists the fixture modules in pytest_plugins
-fake_llm = llm_fixtures.fake_llm
+from tests.fixtures.net import unused_port
 
 ADMIN = Actor("local", "ops", "Ops", is_admin=True)
 MEMBER = Actor("slack", "U1", "Max")
 HOURS = "The support desk is open Monday to Friday from 9am to 6pm and on Saturdays from 10am to 2pm."
 
 StartHealth = Callable[..., Awaitable[HealthServer]]
-
-
-def closed_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -83,7 +71,7 @@ async def test_healthz_is_ok_when_database_and_llm_answer(start_health: StartHea
 
 
 async def test_healthz_is_503_naming_the_llm_when_it_is_unreachable(start_health: StartHealth, pool) -> None:
-    server = await start_health(pool, llm_base_url=f"http://127.0.0.1:{closed_port()}/v1")
+    server = await start_health(pool, llm_base_url=f"http://127.0.0.1:{unused_port()}/v1")
 
     response = await get(server, "/healthz")
 

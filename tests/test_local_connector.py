@@ -17,12 +17,7 @@ from bot.service import Lorebot
 from bot.settings import Settings
 from connectors.local.api import MAX_NAME_CHARS, build_app
 from connectors.local.chat import run_chat
-from tests.fixtures import embeddings as embedding_fixtures
-from tests.fixtures import llm as llm_fixtures
 from tests.fixtures.llm import FakeLLM
-
-embedder = embedding_fixtures.embedder  # until tests/conftest.py lists the fixture modules in pytest_plugins
-fake_llm = llm_fixtures.fake_llm
 
 ADMIN = Actor("local", "ops", "Ops", is_admin=True)
 HOURS = "The support desk is open Monday to Friday from 9am to 6pm and on Saturdays from 10am to 2pm."

@@ -5,7 +5,6 @@ One slow test runs the real packaged Gemma 3 270M end to end through the Answere
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,17 +17,12 @@ import pytest
 from bot.errors import ConfigError
 from bot.local_llm.launcher import start_local_llm
 from bot.local_llm.model import LocalModel, StopFilter, load_local_model
+from tests.fixtures.net import unused_port
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tiny_model_dir: Path) -> LocalModel:
     return load_local_model(tiny_model_dir, name="tiny")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +32,7 @@ def server_url(tiny_model: LocalModel) -> Iterator[str]:
 
     from bot.local_llm.server import create_app
 
-    port = free_port()
+    port = unused_port()
     server = uvicorn.Server(uvicorn.Config(create_app(tiny_model), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

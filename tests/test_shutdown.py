@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,12 +21,8 @@ from bot.errors import ShuttingDown
 from bot.ops.lifecycle import InFlight, run_service
 from bot.service import Lorebot
 from bot.settings import Settings
-from tests.fixtures import embeddings as embedding_fixtures
-from tests.fixtures import llm as llm_fixtures
 from tests.fixtures.llm import FakeLLM
-
-embedder = embedding_fixtures.embedder  # until tests/conftest.py lists the fixture modules in pytest_plugins
-fake_llm = llm_fixtures.fake_llm
+from tests.fixtures.net import unused_port
 
 ADMIN = Actor("local", "ops", "Ops", is_admin=True)
 HOURS = "The support desk is open Monday to Friday from 9am to 6pm and on Saturdays from 10am to 2pm."
@@ -135,12 +130,6 @@ async def test_sigterm_gives_a_self_draining_connector_the_grace_period_to_finis
 # --- SIGTERM on a real process -------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -170,7 +159,7 @@ async def knowledge(settings: Settings, embedder) -> Settings:
 @pytest.fixture
 def served(knowledge: Settings, fake_llm: FakeLLM, tmp_path: Path) -> Iterator[tuple[subprocess.Popen, str, str]]:
     """``lorebot serve local`` as a subprocess: (process, API URL, health URL)."""
-    api_port, health_port = free_port(), free_port()
+    api_port, health_port = unused_port(), unused_port()
     env = {
         **os.environ,
         "DATABASE_URL": knowledge.database_url.get_secret_value(),
