@@ -38,24 +38,31 @@ class AuditEntry:
         if isinstance(outcome, IngestResult):
             self.detail["status"] = outcome.status
 
+    def failed(self, error: LorebotError) -> None:
+        self.detail.update(outcome="failed", error=error.reason)
+
 
 class AuditTrail:
     def __init__(self, pool: AsyncConnectionPool, settings: Settings) -> None:
         self._pool = pool
         self._settings = settings
 
-    @asynccontextmanager
-    async def admin_action(self, actor: Actor, action: str, *, target: str) -> AsyncIterator[AuditEntry]:
-        """Refuse non-admins (raising :class:`PermissionDenied`), run the action, and audit either way."""
+    async def require_admin(self, actor: Actor, action: str, *, target: str) -> None:
+        """Raise :class:`PermissionDenied` for a non-admin, auditing the refusal."""
         if not is_admin(actor, self._settings):
             await audit.write(self._pool, actor, action, target, allowed=False, detail={})
             log.info("refused %s by non-admin %s", action, actor.ref)
             raise PermissionDenied(f"{action} needs a knowledge-base admin")
+
+    @asynccontextmanager
+    async def admin_action(self, actor: Actor, action: str, *, target: str) -> AsyncIterator[AuditEntry]:
+        """Refuse non-admins (raising :class:`PermissionDenied`), run the action, and audit either way."""
+        await self.require_admin(actor, action, target=target)
         entry = AuditEntry()
         try:
             yield entry
         except LorebotError as e:
-            entry.detail.update(outcome="failed", error=e.reason)
+            entry.failed(e)
             raise
         else:
             entry.detail.setdefault("outcome", "ok")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from psycopg_pool import AsyncConnectionPool
 
-from bot.access import AuditTrail, is_admin
+from bot.access import AuditTrail
 from bot.answer.chain import Answerer
 from bot.domain import (
     Actor,
@@ -190,19 +190,14 @@ class Lorebot:
         A non-admin is refused (and audited) before anything is read.
         """
         scope = scope or self.settings.default_scope
-        if not is_admin(actor, self.settings):
-            async with self.audit.admin_action(actor, "add_many", target=f"{len(items)} sources"):
-                pass  # admin_action audits the refusal and raises PermissionDenied
+        await self.audit.require_admin(actor, "add_many", target=f"{len(items)} sources")
         async for item, outcome in self.ingestor.add_many(items, scope=scope, added_by=actor.ref):
             action, target = _audit_target(item)
-            try:
-                async with self.audit.admin_action(actor, action, target=target) as entry:
-                    if isinstance(outcome, LorebotError):
-                        raise outcome
+            async with self.audit.admin_action(actor, action, target=target) as entry:
+                if isinstance(outcome, LorebotError):
+                    entry.failed(outcome)
+                else:
                     entry.record(outcome)
-            except LorebotError as e:
-                if e is not outcome:
-                    raise
             yield item, outcome
 
     async def list_documents(self, actor: Actor, scopes: Sequence[str]) -> list[Document]:
