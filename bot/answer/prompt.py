@@ -8,6 +8,7 @@ model to ignore instructions found inside sources.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from bot.domain import Passage, Turn
@@ -28,9 +29,14 @@ CONDENSE_PROMPT = (
 )
 
 
+_FENCE_TAG = re.compile(r"(?:<|＜|﹤|&lt;?|&#0*60;?|&#x0*3c;?)\s*(/?)\s*(source|question)\b", re.IGNORECASE)
+"""An opening or closing ``source``/``question`` tag in any case, with any spacing, written with ``<``, its
+full-width forms or an HTML entity: all read as a tag by a model, so all are defused."""
+
+
 def _escape(text: str) -> str:
-    """Keep a source from closing its own block or opening a fake one."""
-    return text.replace("<source", "‹source").replace("</source", "‹/source")
+    """Keep a source, title or question from closing its block or opening a fake one."""
+    return _FENCE_TAG.sub(lambda match: f"‹{match[1]}{match[2]}", text)
 
 
 def format_context(passages: Sequence[Passage]) -> str:
@@ -44,7 +50,7 @@ def format_context(passages: Sequence[Passage]) -> str:
 
 def user_message(question: str, context: str) -> str:
     """The user turn: sources first, then the question."""
-    return f"Sources:\n{context}\n\nQuestion: {question.strip()}"
+    return f"Sources:\n{context}\n\nQuestion: {_escape(question.strip())}"
 
 
 def build_messages(question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()) -> list[dict[str, str]]:
