@@ -83,3 +83,20 @@ def test_more_chunks_than_the_limit_is_refused_with_the_numbers() -> None:
     text = " ".join(f"Sentence number {i} is here." for i in range(200))
     with pytest.raises(IngestError, match=r"more than 3 chunks of 32 tokens \(\d+ characters\)"):
         chunk_document(text, title="Long", settings=settings)
+
+
+@pytest.mark.parametrize("where", ["title", "heading"])
+def test_a_huge_title_or_heading_is_cut_to_a_quarter_of_the_chunk(where: str) -> None:
+    settings = Settings(_env_file=None)
+    huge = "Quarterly report " * 6000  # ~100 kB
+    body = "Revenue grew in every region this quarter. " * 230  # ~10 kB
+    text = f"# {huge}\n\n{body}" if where == "heading" else body
+    chunks = chunk_document(text, title=huge if where == "title" else "Report", settings=settings)
+
+    assert 10 <= len(chunks) <= 16  # ~2,100 body tokens in chunks of ~190 body tokens, with overlap
+    assert sum(len(chunk.text) for chunk in chunks) < 3 * len(body)
+    for chunk in chunks:
+        prefix = chunk.text.split("\n\n", 1)[0]
+        assert count_tokens(prefix) <= settings.chunk_tokens // 4
+        assert prefix.endswith("…")
+        assert chunk.token_count <= settings.chunk_tokens - 2

@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from bot.domain import Chunk
 from bot.embeddings import Embedder
 from bot.errors import IngestError, StorageError, UnsafeURLError
+from bot.ingest.loaders import MAX_TITLE_CHARS
 from bot.ingest.pipeline import Ingestor, TextSource, expand_sources
 from bot.settings import Settings
 from bot.storage import documents
@@ -85,6 +86,18 @@ async def test_text_is_chunked_embedded_and_stored_with_cjk_lexemes(ingestor: In
     assert token_count > 10
     assert norm == pytest.approx(1.0, abs=1e-3)
     assert await documents.get_document(pool, document.id) == document
+
+
+async def test_a_huge_title_is_capped_and_does_not_multiply_the_stored_text(ingestor: Ingestor, pool) -> None:
+    body = "Revenue grew in every region this quarter. " * 230  # ~10 kB
+    result = await ingestor.add_text(body, title="Q3 " * 33000, scope="hr", source_uri=None, added_by="slack:U1")
+
+    document = result.document
+    assert len(document.title) <= MAX_TITLE_CHARS and document.title.startswith("Q3 Q3")
+    assert document.source_uri == f"text:{document.title}"
+    rows = await _rows(pool, document.id)
+    assert len(rows) == document.chunk_count <= 16
+    assert sum(len(text) for _, _, text, *_ in rows) < 3 * len(body)
 
 
 async def test_markdown_html_and_pdf_are_stored_with_detected_types_and_titles(ingestor: Ingestor, pool) -> None:

@@ -37,6 +37,9 @@ SEPARATORS = [
 SPECIAL_TOKENS = 2
 """[CLS] and [SEP], which the embedder adds to every text."""
 MIN_BODY_TOKENS = 16
+PREFIX_SHARE = 4
+"""The title/heading prefix takes at most 1/4 of a chunk's tokens, so a huge title can neither multiply the
+stored text nor squeeze the body out of the chunk."""
 _HEADING = re.compile(r"^ {0,3}(#{1,6})\s+(.+?)(?:\s+#+)?\s*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 
@@ -53,7 +56,7 @@ def chunk_document(text: str, *, title: str, settings: Settings) -> list[Chunk]:
     limit = settings.max_chunks_per_document
     chunks: list[Chunk] = []
     for section in _sections(text):
-        prefix = _prefix(title, section.heading)
+        prefix = _truncated(_prefix(title, section.heading), settings.chunk_tokens // PREFIX_SHARE)
         budget = max(settings.chunk_tokens - SPECIAL_TOKENS - count_tokens(prefix + "\n\n"), MIN_BODY_TOKENS)
         splitter = _splitter(budget, min(settings.chunk_overlap_tokens, budget // 2))
         for body in splitter.split_text(section.body):
@@ -74,6 +77,14 @@ def count_tokens(text: str) -> int:
 
 def _prefix(title: str, heading: str) -> str:
     return title if not heading or heading == title else f"{title} — {heading}"
+
+
+def _truncated(text: str, max_tokens: int) -> str:
+    """``text`` cut after its first ``max_tokens`` word pieces (with an ellipsis when cut)."""
+    encoding = _tokenizer().encode(text, add_special_tokens=False)
+    if len(encoding.ids) <= max_tokens:
+        return text
+    return text[: encoding.offsets[max_tokens - 2][1]].rstrip() + "…"
 
 
 def _sections(text: str) -> list[_Section]:

@@ -81,7 +81,7 @@ def load_document(data: bytes, *, filename: str, declared_mime: str | None = Non
     if not text:
         raise IngestError(f"document has no text: {filename or 'the upload'} contains only whitespace or markup")
     log.debug("loaded %s as %s: %d chars", filename, loaded.mime_type, len(text))
-    return LoadedDocument(_clean_title(loaded.title), text, loaded.mime_type)
+    return LoadedDocument(clean_title(loaded.title), text, loaded.mime_type)
 
 
 def decode_text(data: bytes, filename: str = "") -> str:
@@ -183,6 +183,7 @@ def _stem(filename: str) -> str:
     return PurePosixPath(filename).stem if filename else ""
 
 
-def _clean_title(title: str) -> str:
+def clean_title(title: str) -> str:
+    """One line of at most ``MAX_TITLE_CHARS`` characters, without Markdown heading marks."""
     title = " ".join(title.lstrip("# ").split())
     return title[:MAX_TITLE_CHARS] or "untitled"

@@ -25,7 +25,7 @@ from bot.embeddings import Embedder
 from bot.errors import IngestError, LorebotError
 from bot.ingest.chunking import chunk_document
 from bot.ingest.fetch import fetch_url
-from bot.ingest.loaders import LoadedDocument, load_document
+from bot.ingest.loaders import LoadedDocument, clean_title, load_document
 from bot.settings import Settings
 from bot.storage import documents
 
@@ -185,7 +185,8 @@ class Ingestor:
     ) -> IngestResult | _Prepared:
         data = text.encode("utf-8")
         content_hash = _hash(data)
-        source_uri = source_uri or f"text:{title.strip() or content_hash[:16]}"
+        title = clean_title(title) if title.strip() else ""
+        source_uri = source_uri or f"text:{title or content_hash[:16]}"
         self._check(scope, len(data), source_uri)
         if not text.strip():
             raise IngestError("document has no text: the text is empty or whitespace only")
@@ -193,7 +194,7 @@ class Ingestor:
         if unchanged:
             return unchanged
         first_line = text.strip().splitlines()[0]
-        loaded = LoadedDocument(title.strip() or first_line[:200], text.replace("\x00", "").strip(), "text/plain")
+        loaded = LoadedDocument(title or clean_title(first_line), text.replace("\x00", "").strip(), "text/plain")
         return await self._chunk(loaded, scope, source_uri, content_hash, len(data), added_by)
 
     async def _prepare_bytes(
