@@ -3,7 +3,8 @@
 :func:`run_service` starts the service, the health server and the connector, then waits for SIGTERM/SIGINT.
 Shutdown goes: stop taking new requests (``/healthz`` turns 503, :meth:`InFlight.track` refuses) → wait up to
 ``shutdown_grace_s`` for the answers in flight → cancel the connector (it closes its clients in ``finally``) →
-close the health server, the pool and the embedded LLM. Keep ``shutdown_grace_s`` + ``CONNECTOR_CLOSE_TIMEOUT_S``
+close the health server, the pool and the embedded LLM. While serving, old event claims are pruned every
+``EVENT_PRUNE_INTERVAL_S`` (the table would otherwise grow by a row per answered message, forever). Keep ``shutdown_grace_s`` + ``CONNECTOR_CLOSE_TIMEOUT_S``
 below the orchestrator's kill timeout (compose ``stop_grace_period``).
 
 A connector is ``async def serve(service, inflight) -> None`` that runs until cancelled. It either wraps each
@@ -19,19 +20,24 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
+from datetime import timedelta
 
-from bot.errors import ShuttingDown
+from psycopg_pool import AsyncConnectionPool
+
+from bot.errors import ShuttingDown, StorageError
 from bot.ops.health import HealthServer
 from bot.ops.metrics import MeteredLorebot, Metrics
 from bot.runtime import llm_endpoint
 from bot.service import Lorebot
 from bot.settings import Settings
+from bot.storage import events
 
 log = logging.getLogger(__name__)
 
 Connector = Callable[[Lorebot, "InFlight"], Awaitable[None]]
 CONNECTOR_CLOSE_TIMEOUT_S = 5.0
 """How long a cancelled connector may take, past the grace period, to close its clients before the process exits."""
+EVENT_PRUNE_INTERVAL_S = 3600.0
 
 
 class InFlight:
@@ -95,6 +101,7 @@ async def run_service(settings: Settings, connector: Connector) -> None:
             metrics = Metrics()
             service = await MeteredLorebot.start(settings, metrics=metrics)
             stack.push_async_callback(service.close)
+            await stack.enter_async_context(pruning_events(service.pool))
             inflight = InFlight()
             if settings.health_port:
                 health = HealthServer(settings, service.pool, metrics, draining=lambda: not inflight.accepting)
@@ -105,6 +112,30 @@ async def run_service(settings: Settings, connector: Connector) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     log.info("stopped")
+
+
+@contextlib.asynccontextmanager
+async def pruning_events(
+    pool: AsyncConnectionPool, *, every_s: float = EVENT_PRUNE_INTERVAL_S, max_age: timedelta = events.CLAIM_RETENTION
+) -> AsyncIterator[None]:
+    """Forget event claims older than ``max_age`` now and every ``every_s`` s while the block runs."""
+    task = asyncio.create_task(_prune_events(pool, every_s, max_age), name="prune processed_events")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _prune_events(pool: AsyncConnectionPool, every_s: float, max_age: timedelta) -> None:
+    while True:
+        try:
+            forgotten = await events.forget_older_than(pool, max_age)
+            log.info("forgot %d event claims older than %s", forgotten, max_age)
+        except StorageError as e:  # the database may be back by the next run; serving goes on meanwhile
+            log.warning("cannot prune processed events: %s", e)
+        await asyncio.sleep(every_s)
 
 
 async def serve_connector(settings: Settings, name: str) -> None:
