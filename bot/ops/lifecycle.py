@@ -3,9 +3,11 @@
 :func:`run_service` starts the service, the health server and the connector, then waits for SIGTERM/SIGINT.
 Shutdown goes: stop taking new requests (``/healthz`` turns 503, :meth:`InFlight.track` refuses) → wait up to
 ``shutdown_grace_s`` for the answers in flight → cancel the connector (it closes its clients in ``finally``) →
-close the health server, the pool and the embedded LLM. While serving, old event claims are pruned every
-``EVENT_PRUNE_INTERVAL_S`` (the table would otherwise grow by a row per answered message, forever). Keep ``shutdown_grace_s`` + ``CONNECTOR_CLOSE_TIMEOUT_S``
+close the health server, the pool and the embedded LLM. Keep ``shutdown_grace_s`` + ``CONNECTOR_CLOSE_TIMEOUT_S``
 below the orchestrator's kill timeout (compose ``stop_grace_period``).
+
+While serving, event claims older than a week are pruned every ``EVENT_PRUNE_INTERVAL_S``: without that,
+``processed_events`` grows by a row per answered message, forever.
 
 A connector is ``async def serve(service, inflight) -> None`` that runs until cancelled. It either wraps each
 request in ``async with inflight.track():`` (so the drain above waits for it), or finishes its own work when
