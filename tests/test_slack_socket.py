@@ -306,14 +306,19 @@ async def test_file_download_answered_with_the_login_page_is_rejected(slack_bot:
     assert await slack_bot.sql("SELECT count(*) FROM documents") == [(0,)]
 
 
-async def test_file_from_a_non_admin_is_refused_and_audited(slack_bot: SlackBot) -> None:
-    file = slack_bot.slack.add_file("notes.txt", b"plain notes " * 20)
+async def test_files_from_a_non_admin_are_refused_once_without_being_looked_up_or_downloaded(
+    slack_bot: SlackBot,
+) -> None:
+    files = [slack_bot.slack.add_file(name, b"plain notes " * 20) for name in ("notes.txt", "more.txt")]
     event = slack_bot.slack.message(
-        "", user=USER, channel=DM, channel_type="im", subtype="file_share", files=[{"id": file.id}]
+        "", user=USER, channel=DM, channel_type="im", subtype="file_share", files=[{"id": f.id} for f in files]
     )
     await slack_bot.slack.send_event(event)
     reply = await slack_bot.slack.wait_for(lambda: slack_bot.slack.calls_to("chat.postMessage"))
+    await slack_bot.idle()
     assert reply[0].args["text"].startswith("Sorry, only knowledge-base admins can do that")
+    assert len(slack_bot.slack.calls_to("chat.postMessage")) == 1
+    assert slack_bot.slack.calls_to("files.info") == [] and slack_bot.slack.downloads == []
     assert await slack_bot.sql("SELECT user_id, action, allowed FROM audit_log") == [(USER, "add_file", False)]
 
 

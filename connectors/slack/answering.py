@@ -11,6 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.domain import Answer, AnswerDelta, Question
 from bot.failures import describe_failure
 from connectors.slack import render
+from connectors.slack.reply import ThreadReply
 
 if TYPE_CHECKING:
     from bot.service import Lorebot
@@ -27,33 +28,29 @@ async def answer_in_thread(
 ) -> None:
     """Post a placeholder in the thread, stream the answer into it and finish with Block Kit (or an apology)."""
     started = time.perf_counter()
-    placeholder = await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=render.THINKING_TEXT)
-    ts = placeholder["ts"]
+    reply = ThreadReply(client, channel=channel, thread_ts=thread_ts)
+    await reply.start(render.THINKING_TEXT)
     log.info("placeholder in %s after %.0f ms", channel, (time.perf_counter() - started) * 1000)
-    try:
-        problem = question_problem(question.text)
-        if problem:
-            await client.chat_update(channel=channel, ts=ts, text=problem)
-            return
-        answer = await _stream_into(service, client, question, channel=channel, ts=ts)
-    except Exception as e:  # every failure becomes a visible apology; describe_failure logs the details
-        await client.chat_update(channel=channel, ts=ts, text=describe_failure(e).user_message)
+    problem = question_problem(question.text)
+    if problem:
+        await reply.finish(problem)
         return
-    await client.chat_update(
-        channel=channel, ts=ts, text=render.fallback_text(answer.text), blocks=render.answer_blocks(answer)
-    )
+    try:
+        answer = await _stream_into(service, reply, question)
+    except Exception as e:  # the apology replaces the placeholder; describe_failure logs the details
+        await reply.finish(describe_failure(e).user_message)
+        return
+    await reply.finish(render.fallback_text(answer.text), blocks=render.answer_blocks(answer))
 
 
-async def _stream_into(
-    service: Lorebot, client: AsyncWebClient, question: Question, *, channel: str, ts: str
-) -> Answer:
+async def _stream_into(service: Lorebot, reply: ThreadReply, question: Question) -> Answer:
     text = ""
     last_update = time.monotonic()
     async for event in service.stream(question):
         if isinstance(event, AnswerDelta):
             text += event.text
             if time.monotonic() - last_update >= STREAM_UPDATE_INTERVAL_S and text.strip():
-                await client.chat_update(channel=channel, ts=ts, text=render.preview_text(text))
+                await reply.progress(render.preview_text(text))
                 last_update = time.monotonic()
         else:
             return event

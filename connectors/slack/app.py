@@ -15,6 +15,7 @@ from bot.failures import describe_failure
 from bot.settings import Settings
 from connectors.slack import commands, feedback, listeners
 from connectors.slack.admins import AdminDirectory
+from connectors.slack.client import web_client
 from connectors.slack.deps import Deps
 from connectors.slack.middleware import claim_events, skip_noise
 
@@ -30,7 +31,7 @@ def build_app(settings: Settings, service: Lorebot) -> tuple[AsyncApp, Deps]:
         raise ConfigError("SLACK_BOT_TOKEN is required for the Slack bot")
     if settings.slack_mode == "http" and settings.slack_signing_secret is None:
         raise ConfigError("SLACK_SIGNING_SECRET is required when SLACK_MODE=http")
-    client = AsyncWebClient(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
+    client = web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
     signing_secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
     app = AsyncApp(
         client=client,

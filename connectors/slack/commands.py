@@ -15,10 +15,10 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from bot.domain import Actor, Platform, Question
-from bot.failures import describe_failure
 from connectors.slack import render
 from connectors.slack.answering import question_problem
 from connectors.slack.deps import Deps
+from connectors.slack.tasks import respond_privately
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +33,20 @@ def register(app: AsyncApp, deps: Deps) -> None:
     @app.command("/ask")
     async def ask(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext) -> None:
         await ack(response_type="ephemeral", text=render.THINKING_TEXT)
-        deps.tasks.spawn(_ask(deps, command, respond, context.team_id or ""), name=f"/ask {command['trigger_id']}")
+        deps.tasks.spawn(
+            _ask(deps, command, respond, context.team_id or ""),
+            name=f"/ask {command['trigger_id']}",
+            tell=respond_privately(respond, replace_original=True),
+        )
 
     @app.command("/kb")
     async def kb(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext) -> None:
         await ack()
-        deps.tasks.spawn(_kb(deps, command, respond, context.team_id or ""), name=f"/kb {command['trigger_id']}")
+        deps.tasks.spawn(
+            _kb(deps, command, respond, context.team_id or ""),
+            name=f"/kb {command['trigger_id']}",
+            tell=respond_privately(respond, replace_original=False),
+        )
 
 
 async def _ask(deps: Deps, command: dict[str, Any], respond: AsyncRespond, team: str) -> None:
@@ -52,11 +60,7 @@ async def _ask(deps: Deps, command: dict[str, Any], respond: AsyncRespond, team:
         actor=deps.admins.actor(command["user_id"], command.get("user_name", "")),
         scopes=deps.service.scopes_for(Platform.SLACK.value, team, command["channel_id"]),
     )
-    try:
-        answer = await deps.service.ask(question)
-    except Exception as e:  # shown to the asker; describe_failure logs the details
-        await respond(text=describe_failure(e).user_message, response_type="ephemeral", replace_original=True)
-        return
+    answer = await deps.service.ask(question)
     deps.private_answers.put(answer)
     await respond(
         text=render.fallback_text(answer.text),
@@ -70,11 +74,8 @@ async def _kb(deps: Deps, command: dict[str, Any], respond: AsyncRespond, team: 
     verb, _, rest = (command.get("text") or "").strip().partition(" ")
     rest = rest.strip()
     scopes = deps.service.scopes_for(Platform.SLACK.value, team, command["channel_id"])
-    try:
-        actor = await deps.admins.admin_aware_actor(command["user_id"], command.get("user_name", ""))
-        reply = await _run_kb(deps, actor, verb.lower(), rest, scopes)
-    except Exception as e:  # shown to the admin; describe_failure logs the details
-        reply = describe_failure(e).user_message
+    actor = await deps.admins.admin_aware_actor(command["user_id"], command.get("user_name", ""))
+    reply = await _run_kb(deps, actor, verb.lower(), rest, scopes)
     await respond(text=reply, response_type="ephemeral")
 
 

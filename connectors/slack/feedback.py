@@ -13,9 +13,9 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain import Score
-from bot.failures import describe_failure
 from connectors.slack import render
 from connectors.slack.deps import Deps
+from connectors.slack.tasks import post_in, respond_privately
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,11 @@ def register(app: AsyncApp, deps: Deps) -> None:
     @app.action(render.FEEDBACK_UP_ACTION)
     async def helpful(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
-        deps.tasks.spawn(_record(deps, body, action, respond, score=1), name="feedback +1")
+        deps.tasks.spawn(
+            _record(deps, body, action, respond, score=1),
+            name="feedback +1",
+            tell=respond_privately(respond, replace_original=False),
+        )
 
     @app.action(render.FEEDBACK_DOWN_ACTION)
     async def not_helpful(
@@ -36,12 +40,19 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await ack()
         # the trigger id expires 3 s after the click: open the dialog before anything slow
         await client.views_open(trigger_id=body["trigger_id"], view=render.feedback_modal(int(action["value"])))
-        deps.tasks.spawn(_record(deps, body, action, respond, score=-1), name="feedback -1")
+        deps.tasks.spawn(
+            _record(deps, body, action, respond, score=-1),
+            name="feedback -1",
+            tell=respond_privately(respond, replace_original=False),
+        )
 
     @app.view_submission(render.FEEDBACK_MODAL_CALLBACK)
     async def comment(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
-        deps.tasks.spawn(_record_comment(deps, client, body, view), name="feedback comment")
+        # the dialog is closed by now: a failure is told in the bot's DM with the user
+        deps.tasks.spawn(
+            _record_comment(deps, body, view), name="feedback comment", tell=post_in(client, body["user"]["id"])
+        )
 
     @app.action(render.SHARE_ACTION)
     async def share(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond) -> None:
@@ -61,15 +72,11 @@ async def _record(
 ) -> None:
     user = body["user"]
     actor = deps.admins.actor(user["id"], user.get("username") or user.get("name", ""))
-    try:
-        await deps.service.record_feedback(actor, int(action["value"]), score)
-        reply = THANKS_TEXT
-    except Exception as e:  # shown to the clicker; describe_failure logs the details
-        reply = describe_failure(e).user_message
-    await respond(text=reply, response_type="ephemeral", replace_original=False)
+    await deps.service.record_feedback(actor, int(action["value"]), score)
+    await respond(text=THANKS_TEXT, response_type="ephemeral", replace_original=False)
 
 
-async def _record_comment(deps: Deps, client: AsyncWebClient, body: dict[str, Any], view: dict[str, Any]) -> None:
+async def _record_comment(deps: Deps, body: dict[str, Any], view: dict[str, Any]) -> None:
     comment = (
         view["state"]["values"]
         .get(render.FEEDBACK_COMMENT_BLOCK, {})
@@ -78,7 +85,4 @@ async def _record_comment(deps: Deps, client: AsyncWebClient, body: dict[str, An
         or ""
     )
     actor = deps.admins.actor(body["user"]["id"])
-    try:
-        await deps.service.record_feedback(actor, int(view["private_metadata"]), -1, comment)
-    except Exception as e:  # the dialog is closed by now: tell the user in the bot's DM
-        await client.chat_postMessage(channel=actor.user_id, text=describe_failure(e).user_message)
+    await deps.service.record_feedback(actor, int(view["private_metadata"]), -1, comment)

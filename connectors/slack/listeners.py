@@ -16,6 +16,7 @@ from connectors.slack import render
 from connectors.slack.answering import answer_in_thread
 from connectors.slack.deps import Deps
 from connectors.slack.files import fetch_file
+from connectors.slack.tasks import post_in
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +27,28 @@ def register(app: AsyncApp, deps: Deps) -> None:
     @app.event("app_mention")
     async def on_mention(event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient) -> None:
         thread = event.get("thread_ts") or event["ts"]
-        deps.tasks.spawn(_handle(deps, client, event, context.team_id or "", thread), name=f"mention {event['ts']}")
+        deps.tasks.spawn(
+            _handle(deps, client, event, context.team_id or "", thread),
+            name=f"mention {event['ts']}",
+            tell=post_in(client, event["channel"], thread),
+        )
 
     @app.event("message")
     async def on_message(event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient) -> None:
         team = context.team_id or ""
         if event.get("channel_type") == "im":
             thread = event.get("thread_ts") or ""
-            deps.tasks.spawn(_handle(deps, client, event, team, thread), name=f"dm {event.get('ts')}")
+            deps.tasks.spawn(
+                _handle(deps, client, event, team, thread),
+                name=f"dm {event.get('ts')}",
+                tell=post_in(client, event["channel"], thread or None),
+            )
         elif _is_follow_up(event, context.bot_user_id):
-            deps.tasks.spawn(_follow_up(deps, client, event, team), name=f"follow-up {event.get('ts')}")
+            deps.tasks.spawn(
+                _follow_up(deps, client, event, team),
+                name=f"follow-up {event.get('ts')}",
+                tell=post_in(client, event["channel"], event["thread_ts"]),
+            )
 
 
 def _is_follow_up(event: dict[str, Any], bot_user_id: str | None) -> bool:
@@ -78,6 +91,8 @@ async def _ingest_files(
     thread: str | None,
 ) -> None:
     actor = await deps.admins.admin_aware_actor(user)
+    targets = " ".join(f"slack-file:{team}:{shared['id']}" for shared in files)
+    await deps.service.audit.require_admin(actor, "add_file", target=targets)  # before Slack hands us any byte
     scope = deps.service.scopes_for(Platform.SLACK.value, team, channel)[0]
     for shared in files:
         try:
