@@ -6,9 +6,13 @@ Imports nothing heavy at module level: the main CLI mounts this app on every sta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -42,9 +46,13 @@ def dataset(
     output_dir: Annotated[Path | None, typer.Option(help="Overrides the config's dataset.output_dir")] = None,
     feedback: Annotated[bool | None, typer.Option(help="Include 👍-rated answers from the database")] = None,
 ) -> None:
-    """Build train/eval JSONL (OpenAI messages), the held-out RAG questions and the dataset card."""
+    """Build train/eval JSONL (OpenAI messages), the held-out RAG questions and the dataset card.
+
+    With ``rag_passages = "retrieved"`` (the default) the QA paragraphs are ingested into a throwaway embedded
+    knowledge base and every example shows the passages Lorebot's retriever returns, as serving does.
+    """
     from bot.sft.config import load_config
-    from bot.sft.dataset import build_dataset
+    from bot.sft.dataset import build_dataset, split_articles
     from bot.sft.feedback import load_feedback_examples
     from bot.sft.modeling import load_tokenizer
 
@@ -55,7 +63,20 @@ def dataset(
             cfg, output_dir=output_dir or cfg.output_dir, feedback=cfg.feedback if feedback is None else feedback
         )
         extra = asyncio.run(load_feedback_examples(settings, limit=cfg.feedback_limit)) if cfg.feedback else []
-        result = build_dataset(cfg, extra=extra, tokenizer=load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None)
+        rag = None
+        if cfg.rag_passages == "retrieved":
+            from bot.sft.realloop import loop_service, retrieved_rag, throwaway_settings
+
+            async def build_rag() -> dict:
+                async with loop_service(throwaway_settings(settings, directory)) as service:
+                    return await retrieved_rag(cfg, service, split_articles(cfg))
+
+            with _throwaway_dir() as directory:
+                rag = asyncio.run(build_rag())
+        elif cfg.rag_passages != "stored":
+            raise typer.BadParameter(f"dataset.rag_passages must be 'retrieved' or 'stored', not {cfg.rag_passages!r}")
+        tokenizer = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
+        result = build_dataset(cfg, rag=rag, extra=extra, tokenizer=tokenizer)
     except LorebotError as e:
         raise _fail(e) from e
     typer.echo(f"{len(result.train)} train / {len(result.eval)} eval examples in {result.output_dir}")
@@ -85,8 +106,11 @@ def evaluate(
         list[str] | None, typer.Option(help="MODEL=BASE_URL of an OpenAI-compatible endpoint; repeat to compare")
     ] = None,
     local: Annotated[bool, typer.Option(help="Start the local model twice: base and base + --adapter")] = False,
+    stored: Annotated[
+        bool, typer.Option(help="Answer over the passages stored in eval_qa.jsonl (fast; NOT the real RAG loop)")
+    ] = False,
     in_process: Annotated[
-        bool, typer.Option(help="Base vs --adapter with batched generate in this process (no HTTP; for slow CPUs)")
+        bool, typer.Option(help="Stored passages, base vs --adapter with batched generate in this process (no HTTP)")
     ] = False,
     adapter: Annotated[Path, typer.Option(help="Adapter for --local / --in-process")] = DEFAULT_ADAPTER,
     model_path: Annotated[Path | None, typer.Option(help="Base model for --local (default Gemma 3 270M)")] = None,
@@ -94,29 +118,54 @@ def evaluate(
     output_dir: Annotated[Path | None, typer.Option(help="Write eval.md, eval.json and the answers here")] = None,
     limit: Annotated[int | None, typer.Option(help="Questions to ask (overrides the config's eval.limit)")] = None,
 ) -> None:
-    """Answer held-out questions through the real chain with each model; print the side-by-side table."""
+    """Answer held-out questions with each model and print the side-by-side table, per language.
+
+    By default this is the real RAG loop: held-out paragraphs are ingested into a throwaway embedded knowledge
+    base and every question goes through Lorebot's service (retrieval, relevance gate, prompt, citations).
+    """
     from bot.sft.config import GEMMA3_270M, load_config
-    from bot.sft.evaluate import evaluate as run_eval
-    from bot.sft.evaluate import evaluate_in_process, local_targets, table
+    from bot.sft.evaluate import evaluate as run_stored
+    from bot.sft.evaluate import evaluate_in_process, evaluate_loop, local_targets, table
+    from bot.sft.realloop import throwaway_settings
 
     settings = _settings()
     try:
-        cfg = load_config(config).eval
-        cfg = dataclasses.replace(cfg, limit=cfg.limit if limit is None else limit)
-        targets = [_target(spec) for spec in target or []]
+        loaded = load_config(config)
+        cfg = dataclasses.replace(loaded.eval, limit=loaded.eval.limit if limit is None else limit)
         if in_process:
             base = str(model_path) if model_path else GEMMA3_270M
             results = evaluate_in_process(base, adapter, cfg, batch_size=batch_size, output_dir=output_dir)
-        elif local:
-            with local_targets(settings, model_path=model_path, adapter_path=adapter) as started:
-                results = asyncio.run(run_eval(settings, targets + started, cfg, output_dir=output_dir))
-        elif targets:
-            results = asyncio.run(run_eval(settings, targets, cfg, output_dir=output_dir))
-        else:
-            raise typer.BadParameter("give --target MODEL=BASE_URL (repeatable) and/or --local")
+            typer.echo(table(results))
+            return
+        stored = stored or cfg.mode == "stored"
+        with contextlib.ExitStack() as stack:
+            targets = [_target(spec) for spec in target or []]
+            if local:
+                targets += stack.enter_context(local_targets(settings, model_path=model_path, adapter_path=adapter))
+            if not targets:
+                raise typer.BadParameter("give --target MODEL=BASE_URL (repeatable) and/or --local")
+            if stored:
+                results = asyncio.run(run_stored(settings, targets, cfg, output_dir=output_dir))
+            else:
+                directory = stack.enter_context(_throwaway_dir())
+                loop_settings = throwaway_settings(settings, directory)
+                results = asyncio.run(evaluate_loop(loop_settings, targets, cfg, loaded.dataset, output_dir=output_dir))
     except LorebotError as e:
         raise _fail(e) from e
     typer.echo(table(results))
+
+
+@contextlib.contextmanager
+def _throwaway_dir() -> Iterator[Path]:
+    """A temporary data directory the embedded server's OS user can reach; removed afterwards."""
+    from bot.storage.embedded import stop_embedded_server
+
+    with tempfile.TemporaryDirectory(prefix="lorebot-sft-loop-") as directory:
+        os.chmod(directory, 0o755)
+        try:
+            yield Path(directory)
+        finally:
+            stop_embedded_server(Path(directory))
 
 
 def _target(spec: str) -> object:

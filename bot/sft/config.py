@@ -26,6 +26,12 @@ class DatasetConfig:
     max_tokens: int = 384
     qa_files: tuple[Path, ...] = ()
     questions_per_paragraph: int = 1
+    # "retrieved": passages from real ingestion + retrieval (bot.sft.realloop), what serving sees;
+    # "stored": a gold window plus distractor windows of passage_tokens (fast, not what serving sees)
+    rag_passages: str = "retrieved"
+    retrieval_k: int = 0  # passages per question; 0 = the serving default (RETRIEVAL_K)
+    withheld_fraction: float = 0.25  # paragraphs left out of the index: their questions must be refused
+    multi_turn_ratio: float = 0.15  # answerable questions asked as a follow-up in a conversation
     distractors: int = 2
     passage_tokens: int = 120
     unanswerable_ratio: float = 0.25
@@ -47,6 +53,7 @@ class LoraConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     base_model: str = GEMMA3_270M
+    init_adapter: Path | None = None  # continue training this PEFT adapter instead of a fresh LoRA
     dataset_dir: Path = Path("runs/sft-data")
     output_dir: Path = Path("runs/sft")
     seed: int = 42
@@ -76,8 +83,14 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
+    # "loop": ingest held-out paragraphs with the real ingestion and ask through the service (real retrieval,
+    # relevance gate, k, prompt, citations); "stored": the passages stored in eval_file (fast, not the real loop)
+    mode: str = "loop"
+    qa_files: tuple[Path, ...] = ()  # loop mode; empty = the dataset's qa_files, held-out articles only
+    withheld_fraction: float = 0.25  # loop mode: paragraphs not ingested; their questions must be refused
+    question_offset: int = 1  # loop mode: skip each paragraph's first questions (the ones datasets train on)
     eval_file: Path = Path("runs/sft-data/eval_qa.jsonl")
-    limit: int = 100
+    limit: int = 100  # questions: in loop mode per QA file
     seed: int = 42
     max_tokens: int = 48
     temperature: float = 0.0
@@ -112,10 +125,10 @@ def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
         default = known[name].default_factory() if callable(known[name].default_factory) else known[name].default
         if hasattr(default, "__dataclass_fields__"):
             values[name] = _build(type(default), value, f"{where}.{name}".strip("."))
-        elif isinstance(default, Path):
-            values[name] = Path(value)
         elif isinstance(default, tuple):
             values[name] = tuple(Path(v) if name.endswith("_files") else v for v in value)
+        elif "Path" in str(known[name].type):
+            values[name] = Path(value)
         else:
             values[name] = value
     return cls(**values)

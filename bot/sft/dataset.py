@@ -15,7 +15,7 @@ import math
 import os
 import random
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from bot.sft.card import card_markdown, card_stats
 from bot.sft.config import DatasetConfig
 from bot.sft.example import Example
 from bot.sft.formats import read_examples
-from bot.sft.squad import load_articles, rag_examples
+from bot.sft.squad import Paragraph, load_articles, rag_examples
 
 log = logging.getLogger(__name__)
 
@@ -51,28 +51,50 @@ def eval_groups(groups: Iterable[str], fraction: float, seed: int) -> set[str]:
     return set(unique[: max(1, math.ceil(fraction * len(unique)))])
 
 
-def build_dataset(
-    config: DatasetConfig, *, extra: Sequence[Example] = (), tokenizer: object | None = None
-) -> DatasetResult:
-    """Gather, clean, split and write; ``extra`` are ready-made examples (e.g. rated answers from the database)."""
-    rng = random.Random(config.seed)
-    train: list[Example] = []
-    held: list[Example] = []
+def split_articles(config: DatasetConfig) -> list[tuple[str, dict[str, list[Paragraph]], dict[str, list[Paragraph]]]]:
+    """``(source, training articles, held-out articles)`` for each QA file, split by article."""
+    splits = []
     for path in config.qa_files:
         source = f"qa:{path.stem}"
         articles = load_articles(path, source=source)
         held_out = eval_groups(articles, config.eval_fraction, config.seed)
-        for split, into in ((False, train), (True, held)):
-            chosen = {g: ps for g, ps in articles.items() if (g in held_out) == split}
-            into += rag_examples(
-                chosen,
-                source=source,
-                rng=rng,
-                questions_per_paragraph=config.questions_per_paragraph,
-                distractors=config.distractors,
-                passage_tokens=config.passage_tokens,
-                unanswerable_ratio=config.unanswerable_ratio,
-            )
+        train = {g: ps for g, ps in articles.items() if g not in held_out}
+        held = {g: ps for g, ps in articles.items() if g in held_out}
+        splits.append((source, train, held))
+    return splits
+
+
+def build_dataset(
+    config: DatasetConfig,
+    *,
+    rag: Mapping[str, Sequence[Example]] | None = None,
+    extra: Sequence[Example] = (),
+    tokenizer: object | None = None,
+) -> DatasetResult:
+    """Gather, clean, split and write.
+
+    ``rag`` holds ready-made reading-comprehension examples per split (``train``, ``eval``), e.g. built over
+    real retrieval by :mod:`bot.sft.realloop`; without it they are built here over stored passages. ``extra``
+    are ready-made examples split by group (e.g. rated answers from the database).
+    """
+    rng = random.Random(config.seed)
+    train: list[Example] = []
+    held: list[Example] = []
+    if rag is not None:
+        train += rag["train"]
+        held += rag["eval"]
+    else:
+        for source, *articles in split_articles(config):
+            for split, into in zip(articles, (train, held), strict=True):
+                into += rag_examples(
+                    split,
+                    source=source,
+                    rng=rng,
+                    questions_per_paragraph=config.questions_per_paragraph,
+                    distractors=config.distractors,
+                    passage_tokens=config.passage_tokens,
+                    unanswerable_ratio=config.unanswerable_ratio,
+                )
     others = [e for path in config.curated_files for e in read_examples(path, source=f"curated:{path.stem}")]
     _split_into(others + list(extra), config, train, held)
     instructions = [e for path in config.instruction_files for e in read_examples(path, source=INSTRUCTIONS)]

@@ -1,9 +1,14 @@
-"""Base vs adapter inside the RAG loop: every model answers the same held-out questions through the real
-:class:`~bot.answer.chain.Answerer` (same prompt, same citation parsing, same not-found handling), over the
-passages stored with each question, so the models see identical retrieved contexts.
+"""Base vs adapter inside the RAG loop.
 
-Targets are OpenAI-compatible endpoints (vLLM, the local server, anything else); :func:`local_targets` starts the
-local server twice (base, base + adapter) with :func:`bot.local_llm.launcher.start_local_llm`.
+The default, **real-loop** evaluation (:func:`evaluate_loop`) is what a user gets: held-out SQuAD-format
+paragraphs are ingested with Lorebot's own ingestion into a throwaway knowledge base (a random share withheld,
+so their questions must be refused) and every question is asked through :meth:`bot.service.Lorebot.ask` —
+real chunking, embedding, hybrid retrieval, relevance gate, ``k``, prompt, citation parsing and not-found path.
+
+The **stored-passage** evaluation (:func:`evaluate`, :func:`evaluate_in_process`) answers over the passages
+stored with each question in ``eval_qa.jsonl``: fast, identical contexts for every model, but not what serving
+produces (short windows around the answer, no retriever). Targets are OpenAI-compatible endpoints (vLLM, the
+local server, anything else); :func:`local_targets` starts the local server twice (base, base + adapter).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import random
 import statistics
 import time
@@ -20,11 +26,14 @@ from pathlib import Path
 
 from bot.answer.citations import is_not_found, resolve_citations, strip_markers
 from bot.answer.prompt import build_messages
-from bot.domain import Passage
+from bot.domain import Passage, Question
+from bot.embeddings import Embedder
+from bot.service import Lorebot
 from bot.settings import Settings
 from bot.sft import metrics
-from bot.sft.config import EvalConfig
+from bot.sft.config import DatasetConfig, EvalConfig
 from bot.sft.errors import SFTError
+from bot.sft.realloop import LOOP_ACTOR, LoopCorpus, build_corpus, ingest, loop_service
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +53,10 @@ class Target:
 class QAItem:
     id: str
     question: str
-    answers: tuple[str, ...]  # empty: the answer is not in the passages
-    passages: tuple[Passage, ...]
+    answers: tuple[str, ...]  # empty: the answer is not in the passages (or its paragraph is not in the index)
+    passages: tuple[Passage, ...]  # stored passages; empty in the real loop, where retrieval finds them
     lang: str
+    gold_uri: str = ""  # real loop: the source URI of the question's own paragraph
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +64,9 @@ class Prediction:
     item: QAItem
     text: str
     latency_ms: float
+    passages: tuple[Passage, ...]  # what the model was shown
+    cited_uris: tuple[str, ...] = ()
+    first_token_ms: float | None = None
 
 
 class StoredPassages:
@@ -110,32 +123,47 @@ async def predict(settings: Settings, target: Target, items: Sequence[QAItem], c
     """Answers from one target through the real chain; raises the chain's ``AnswerError`` if the endpoint fails."""
     from bot.answer.chain import Answerer
 
-    target_settings = settings.model_copy(
+    target_settings = _target_settings(settings, target, config).model_copy(update={"retrieval_k": 50})
+    answerer = Answerer(target_settings, StoredPassages(items))
+    predictions = []
+    for number, item in enumerate(items, start=1):
+        started = time.perf_counter()
+        answer = await answerer.answer(item.question, [EVAL_SCOPE])
+        predictions.append(
+            Prediction(
+                item,
+                answer.text,
+                (time.perf_counter() - started) * 1000,
+                item.passages,
+                tuple(c.source_uri for c in answer.citations),
+                answer.timings.get("first_token_ms"),
+            )
+        )
+        if number % 10 == 0:
+            log.info("%s: %d/%d answered", target.label, number, len(items))
+    return predictions
+
+
+def _target_settings(settings: Settings, target: Target, config: EvalConfig) -> Settings:
+    """``settings`` answering with ``target`` and the evaluation's decoding settings."""
+    return settings.model_copy(
         update={
             "llm_base_url": target.base_url,
             "llm_model": target.model,
             "llm_temperature": config.temperature,
             "llm_max_tokens": config.max_tokens,
             "llm_timeout_s": config.timeout_s,
-            "retrieval_k": 50,
         }
     )
-    answerer = Answerer(target_settings, StoredPassages(items))
-    predictions = []
-    for number, item in enumerate(items, start=1):
-        started = time.perf_counter()
-        answer = await answerer.answer(item.question, [EVAL_SCOPE])
-        predictions.append(Prediction(item, answer.text, (time.perf_counter() - started) * 1000))
-        if number % 10 == 0:
-            log.info("%s: %d/%d answered", target.label, number, len(items))
-    return predictions
 
 
 def score(predictions: Sequence[Prediction]) -> dict[str, float]:
     """EM/F1/citations over answerable questions, refusal accuracy over unanswerable ones, latency over all."""
     answerable = [p for p in predictions if p.item.answers]
     unanswerable = [p for p in predictions if not p.item.answers]
-    latencies = sorted(p.latency_ms for p in predictions)
+    with_gold = [p for p in answerable if p.item.gold_uri]
+    latencies = [p.latency_ms for p in predictions]
+    first_tokens = [p.first_token_ms for p in predictions if p.first_token_ms is not None]
 
     def mean(values: list[float]) -> float:
         return round(statistics.fmean(values), 4) if values else float("nan")
@@ -145,46 +173,75 @@ def score(predictions: Sequence[Prediction]) -> dict[str, float]:
         "unanswerable": len(unanswerable),
         "exact_match": mean([metrics.exact_match(p.text, p.item.answers) * 100 for p in answerable]),
         "token_f1": mean([metrics.token_f1(p.text, p.item.answers) * 100 for p in answerable]),
+        "gold_contained": mean([float(metrics.contains_answer(p.text, p.item.answers)) for p in answerable]),
+        "gold_cited": mean([float(p.item.gold_uri in p.cited_uris) for p in with_gold]),
         "citation_correct": mean(
-            [
-                float(metrics.citation_correct(p.text, p.item.answers, [x.text for x in p.item.passages]))
-                for p in answerable
-            ]
+            [float(metrics.citation_correct(p.text, p.item.answers, [x.text for x in p.passages])) for p in answerable]
         ),
         "false_refusal": mean([float(metrics.is_refusal(p.text)) for p in answerable]),
         "refusal_accuracy": mean([float(metrics.is_refusal(p.text)) for p in unanswerable]),
-        "latency_p50_ms": round(latencies[len(latencies) // 2], 1) if latencies else float("nan"),
-        "latency_p95_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))], 1)
-        if latencies
-        else float("nan"),
+        "latency_p50_ms": _percentile(latencies, 0.5),
+        "latency_p95_ms": _percentile(latencies, 0.95),
+        "first_token_p50_ms": _percentile(first_tokens, 0.5),
     }
+
+
+def score_by_language(predictions: Sequence[Prediction]) -> Results:
+    """:func:`score` over all questions (``all``) and per language, languages in alphabetical order."""
+    languages = sorted({p.item.lang for p in predictions})
+    return {"all": score(predictions)} | {
+        lang: score([p for p in predictions if p.item.lang == lang]) for lang in languages
+    }
+
+
+def _percentile(values: Sequence[float], quantile: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * quantile))], 1)
 
 
 ROWS = (
     ("exact_match", "Exact match (answerable, %)", "{:.1f}"),
     ("token_f1", "Token F1 (answerable, %)", "{:.1f}"),
+    ("gold_contained", "Gold answer contained (answerable)", "{:.3f}"),
+    ("gold_cited", "Gold document cited (answerable)", "{:.3f}"),
     ("citation_correct", "Citation correct (answerable)", "{:.3f}"),
     ("false_refusal", "False refusals (answerable)", "{:.3f}"),
     ("refusal_accuracy", "Refusal accuracy (unanswerable)", "{:.3f}"),
     ("latency_p50_ms", "Latency p50 (ms)", "{:.0f}"),
     ("latency_p95_ms", "Latency p95 (ms)", "{:.0f}"),
+    ("first_token_p50_ms", "First token p50 (ms)", "{:.0f}"),
 )
 
 
-def table(results: dict[str, dict[str, float]]) -> str:
-    """A Markdown table with one column per target."""
-    labels = list(results)
-    lines = ["| metric | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+Results = dict[str, dict[str, dict[str, float]]]
+"""Scores by target label, then by language (``all``, ``en``, ``zh``, …)."""
+
+
+def table(results: Results) -> str:
+    """A Markdown table with one column per target and language (all languages first)."""
+    columns = [(label, lang) for lang in next(iter(results.values())) for label in results]
+    lines = [
+        "| metric | " + " | ".join(f"{label} · {lang}" for label, lang in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
     for key, name, cell in ROWS:
-        lines.append(f"| {name} | " + " | ".join(cell.format(results[label][key]) for label in labels) + " |")
-    first = results[labels[0]]
-    lines.append(f"\n{first['answerable']} answerable and {first['unanswerable']} unanswerable questions.")
+        values = [results[label].get(lang, {}).get(key, float("nan")) for label, lang in columns]
+        if all(math.isnan(value) for value in values):
+            continue
+        lines.append(f"| {name} | " + " | ".join(cell.format(value) for value in values) + " |")
+    counts = ", ".join(
+        f"{lang}: {scores['answerable']} answerable / {scores['unanswerable']} unanswerable"
+        for lang, scores in next(iter(results.values())).items()
+    )
+    lines.append(f"\nQuestions per target — {counts}.")
     return "\n".join(lines)
 
 
 async def evaluate(
     settings: Settings, targets: Sequence[Target], config: EvalConfig, *, output_dir: Path | None = None
-) -> dict[str, dict[str, float]]:
+) -> Results:
     """Score every target on the same questions; writes ``eval.json``, ``eval.md`` and the raw answers."""
     items = load_items(config.eval_file, limit=config.limit, seed=config.seed)
     predictions = {}
@@ -196,7 +253,7 @@ async def evaluate(
 
 def evaluate_in_process(
     base_model: str, adapter_path: Path, config: EvalConfig, *, batch_size: int = 8, output_dir: Path | None = None
-) -> dict[str, dict[str, float]]:
+) -> Results:
     """Base vs base + adapter with batched ``generate`` in this process: the messages the chain would send
     (:func:`bot.answer.prompt.build_messages`), the serving chat template, and the chain's citation clean-up.
     Latency is the batch time divided by the batch size, not a per-request latency."""
@@ -216,7 +273,7 @@ def evaluate_in_process(
         log.info("evaluating %s in process on %d questions", label, len(items))
         replies = generate_batched(model, tokenizer, conversations, max_tokens=config.max_tokens, batch_size=batch_size)
         predictions[label] = [
-            Prediction(item, _as_served(text, item.passages), ms)
+            Prediction(item, _as_served(text, item.passages), ms, item.passages)
             for item, (text, ms) in zip(items, replies, strict=True)
         ]
     return report(predictions, output_dir)
@@ -229,16 +286,18 @@ def _as_served(text: str, passages: Sequence[Passage]) -> str:
     return resolve_citations(text, passages)[0]
 
 
-def report(predictions: dict[str, list[Prediction]], output_dir: Path | None) -> dict[str, dict[str, float]]:
-    """Scores per model; with ``output_dir``, also ``eval.json``, ``eval.md`` and ``eval_answers.jsonl``."""
-    results = {label: score(rows) for label, rows in predictions.items()}
+def report(predictions: dict[str, list[Prediction]], output_dir: Path | None) -> Results:
+    """Scores per model and language; with ``output_dir``, also ``eval.json``, ``eval.md`` and
+    ``eval_answers.jsonl``."""
+    results = {label: score_by_language(rows) for label, rows in predictions.items()}
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "eval.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         (output_dir / "eval.md").write_text(table(results) + "\n", encoding="utf-8")
         answers = [
-            {"model": label, "id": p.item.id, "question": p.item.question, "answers": p.item.answers,
-             "prediction": p.text, "latency_ms": round(p.latency_ms, 1)}
+            {"model": label, "id": p.item.id, "lang": p.item.lang, "question": p.item.question,
+             "answers": p.item.answers, "prediction": p.text, "gold_uri": p.item.gold_uri,
+             "cited_uris": p.cited_uris, "latency_ms": round(p.latency_ms, 1)}
             for label, rows in predictions.items()
             for p in rows
         ]  # fmt: skip
@@ -259,3 +318,79 @@ def local_targets(settings: Settings, *, model_path: Path | None, adapter_path: 
         )
         tuned = stack.enter_context(start_local_llm(settings, model_path=model_path, adapter_path=adapter_path, port=0))
         yield [Target("base", base.base_url, base.model_name), Target("adapter", tuned.base_url, tuned.model_name)]
+
+
+# --- the real loop ------------------------------------------------------------------------------------------
+
+
+def loop_corpora(config: EvalConfig, dataset: DatasetConfig) -> list[tuple[str, LoopCorpus]]:
+    """``(scope, corpus)`` per QA file: all paragraphs of ``config.qa_files``, or the held-out articles of the
+    dataset's QA files (the split ``lorebot sft dataset`` never trains on) when none are given."""
+    from bot.sft.dataset import split_articles
+    from bot.sft.squad import load_articles
+
+    if config.qa_files:
+        files = [load_articles(path, source=f"qa:{path.stem}") for path in config.qa_files]
+    else:
+        files = [held for _, _, held in split_articles(dataset)]
+    rng = random.Random(config.seed)
+    questions = slice(config.question_offset, None)
+    withheld = config.withheld_fraction
+    return [
+        (f"sft-eval-{number}", build_corpus(articles, rng=rng, withheld_fraction=withheld, questions=questions))
+        for number, articles in enumerate(files)
+    ]
+
+
+def loop_items(corpora: Sequence[tuple[str, LoopCorpus]], *, limit: int, seed: int) -> list[tuple[str, QAItem]]:
+    """A seeded sample of up to ``limit`` questions per language (0 = all) with the scope to ask them in."""
+    by_lang: dict[str, list[tuple[str, QAItem]]] = {}
+    for scope, corpus in corpora:
+        for q in corpus.questions:
+            item = QAItem(q.id, q.question, q.answers, (), q.lang, q.gold_uri)
+            by_lang.setdefault(q.lang, []).append((scope, item))
+    rng = random.Random(seed)
+    chosen = []
+    for lang in sorted(by_lang):
+        rng.shuffle(by_lang[lang])
+        chosen += by_lang[lang][:limit] if limit else by_lang[lang]
+    return chosen
+
+
+async def evaluate_loop(
+    settings: Settings,
+    targets: Sequence[Target],
+    config: EvalConfig,
+    dataset: DatasetConfig,
+    *,
+    output_dir: Path | None = None,
+    embedder: Embedder | None = None,
+) -> Results:
+    """Ingest the evaluation corpus into ``settings``' database (pass :func:`~bot.sft.realloop.throwaway_settings`)
+    and ask every question through the service, once per target; writes the report like :func:`evaluate`."""
+    from bot.service import Lorebot
+
+    corpora = loop_corpora(config, dataset)
+    items = loop_items(corpora, limit=config.limit, seed=config.seed)
+    predictions: dict[str, list[Prediction]] = {}
+    async with loop_service(settings, embedder=embedder) as service:
+        for scope, corpus in corpora:
+            await ingest(service, corpus, scope)
+        for target in targets:
+            bot = Lorebot(_target_settings(service.settings, target, config), service.pool, service.embedder)
+            log.info("evaluating %s (%s) on %d questions", target.label, target.base_url, len(items))
+            predictions[target.label] = [await _ask(bot, scope, item) for scope, item in items]
+    return report(predictions, output_dir)
+
+
+async def _ask(bot: Lorebot, scope: str, item: QAItem) -> Prediction:
+    started = time.perf_counter()
+    answer = await bot.ask(Question(item.question, LOOP_ACTOR, (scope,)))
+    return Prediction(
+        item,
+        answer.text,
+        (time.perf_counter() - started) * 1000,
+        answer.passages,
+        tuple(c.source_uri for c in answer.citations),
+        answer.timings.get("first_token_ms"),
+    )

@@ -104,3 +104,15 @@ def citation_correct(prediction: str, answers: Sequence[str], passages: Sequence
 
 def _is_cjk(text: str) -> bool:
     return bool(_CJK.search(text))
+
+
+def contains_answer(prediction: str, answers: Sequence[str]) -> bool:
+    """A gold answer appears in the prediction (both normalised; spaces ignored for Chinese)."""
+    text = normalize(strip_citations(prediction))
+    if _is_cjk(text):
+        text = text.replace(" ", "")
+    for answer in answers:
+        gold = normalize(answer).replace(" ", "") if _is_cjk(answer) else normalize(answer)
+        if gold and gold in text:
+            return True
+    return False

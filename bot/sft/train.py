@@ -117,13 +117,17 @@ def build_trainer(config: TrainConfig) -> Any:
         disable_tqdm=True,
         activation_checkpointing=config.gradient_checkpointing,
     )
-    peft_config = LoraConfig(
-        task_type="CAUSAL_LM",
-        r=config.lora.r,
-        lora_alpha=config.lora.alpha,
-        lora_dropout=config.lora.dropout,
-        target_modules=list(config.lora.target_modules),
-    )
+    peft_config = None
+    if config.init_adapter is not None:
+        model = _continued_adapter(model, config.init_adapter)
+    else:
+        peft_config = LoraConfig(
+            task_type="CAUSAL_LM",
+            r=config.lora.r,
+            lora_alpha=config.lora.alpha,
+            lora_dropout=config.lora.dropout,
+            target_modules=list(config.lora.target_modules),
+        )
     log.info("training %d examples on %s (%s)", len(train_set), device, dtype)
     return _trainer_class()(
         model=model,
@@ -133,6 +137,16 @@ def build_trainer(config: TrainConfig) -> Any:
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+
+
+def _continued_adapter(model: Any, adapter: Path) -> Any:
+    """``model`` wrapped with the trainable PEFT adapter in ``adapter`` (weights cast to the model's dtype)."""
+    from peft import PeftModel
+
+    if not (adapter / "adapter_config.json").is_file():
+        raise SFTError(f"init_adapter {adapter} is not a PEFT adapter folder (no adapter_config.json)")
+    log.info("continuing training of the adapter in %s", adapter)
+    return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
 
 
 def train(config: TrainConfig, *, resume: bool = True) -> Path:

