@@ -14,7 +14,7 @@ from bot.domain import Actor
 from bot.service import Lorebot
 from connectors.discord.answering import EDIT_INTERVAL_S
 from connectors.discord.client import LorebotClient
-from connectors.discord.render import MAX_CONTENT_CHARS
+from connectors.discord.render import MAX_CONTENT_CHARS, THINKING_TEXT
 from tests.fixtures.discord import (
     TOKEN,
     DiscordWorld,
@@ -334,3 +334,25 @@ async def test_shutdown_lets_an_answer_in_flight_finish_and_refuses_new_question
     assert await drained is True
     assert final.body["content"] == "Saturdays from 10am to 2pm [1]."
     assert refusal.body["content"] == "I'm restarting: please ask again in a moment."
+
+
+async def test_mention_with_a_slow_first_token_shows_a_placeholder_within_a_second(
+    bot: LorebotClient, world: DiscordWorld
+) -> None:
+    await seed_hours(world.service)
+    world.llm.delay = 2.0
+    world.llm.reply("Saturdays from 10am to 2pm [1].")
+    channel = rf"/channels/{world.fake.channel_id}/messages"
+
+    question = await world.fake.post_as_user("When is support open on Saturday?", mention_bot=True)
+    asked = world.fake.gateway_events[-1][2]
+    placeholder = await world.fake.wait_for_call("POST", channel, timeout=5)
+    answer = await world.fake.wait_for_call(
+        "PATCH", rf"{channel}/\d+", lambda c: bool(c.body.get("components")), timeout=30
+    )
+
+    assert placeholder.at - asked < 1.0
+    assert placeholder.body["content"] == THINKING_TEXT
+    assert str(placeholder.body["message_reference"]["message_id"]) == question["id"]
+    assert answer.body["content"] == "Saturdays from 10am to 2pm [1]."
+    assert world.fake.find_calls("POST", channel) == [placeholder]  # the placeholder became the answer

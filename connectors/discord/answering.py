@@ -18,7 +18,7 @@ import discord
 
 from bot.domain import Answer, AnswerDelta, Question
 from bot.service import Lorebot
-from connectors.discord.render import progress_preview, sources_embed, split_message
+from connectors.discord.render import THINKING_TEXT, progress_preview, sources_embed, split_message
 from connectors.discord.views import feedback_view
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,10 @@ class MessageSurface:
         self.message = message
         self.thread = thread
         self.first: discord.Message | None = None
+
+    async def start(self) -> None:
+        """Reply with a placeholder at once: retrieval and the model's first words can take seconds."""
+        self.first = await self._send(THINKING_TEXT, {})
 
     async def progress(self, text: str) -> None:
         if self.first is None:

@@ -24,6 +24,8 @@ SNIPPET_CHARS = 160
 SOURCES_COLOUR = 0x5865F2
 PROGRESS_CURSOR = " ▌"
 ELLIPSIS = "…"
+THINKING_TEXT = "⏳ Looking that up…"
+"""What the reply to a mention shows until the first words of the answer arrive."""
 
 _FENCE = "```"
 _CODE_BLOCK = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)

@@ -93,6 +93,7 @@ class AskCog(commands.Cog):
         )
         try:
             async with self.bot.inflight.track():
+                await surface.start()
                 await stream_answer(self.service, question, surface)
         except Exception as exc:  # listeners have no error hook that reaches the user
             await surface.fail(describe_failure(exc).user_message)
