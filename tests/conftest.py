@@ -29,6 +29,7 @@ pytest_plugins = [
     "tests.fixtures.slack",
     "tests.fixtures.discord",
     "tests.fixtures.sft",
+    "tests.fixtures.embedded",
 ]
 
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
