@@ -43,6 +43,21 @@ def test_text_encodings_are_detected_from_boms_and_content(encoded: bytes) -> No
     assert "\ufeff" not in loaded.text
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Meeting notes\r\nThe printer on floor 2 is fixed.\r\n",  # ASCII only: also valid UTF-8, full of NULs
+        "Notes 你好, 世界 and more plain words here.",
+        "\u4e00\u4e01 The office opens at nine.",  # U+4E00 has a NUL low byte: NULs on both sides
+    ],
+    ids=["ascii", "latin-and-cjk", "nul-low-bytes"],
+)
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_bom_is_decoded_not_refused_as_binary(text: str, encoding: str) -> None:
+    loaded = load_document(text.encode(encoding), filename="notes.txt")
+    assert loaded.text == text.replace("\r\n", "\n").strip()
+
+
 def test_markdown_keeps_headings_and_takes_the_first_h1_as_title() -> None:
     text = "# Onboarding\n\nWelcome.\n\n## Laptops\n\nIT hands them out on day one.\n"
     loaded = load_document(text.encode(), filename="onboarding.md")

@@ -39,6 +39,8 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
+UTF16_MIN_NUL_RATIO = 0.1
+"""UTF-16 without a BOM is only guessed when at least this share of its code units has a NUL byte (any Latin)."""
 MAX_CONTROL_CHAR_RATIO = 0.01
 """More control characters than this (outside tab/newline/form feed; one stray is fine) means binary junk."""
 
@@ -107,14 +109,15 @@ def _decode(data: bytes) -> str | None:
                 return data.decode(encoding)
             except UnicodeDecodeError:
                 return None
+    has_nul = b"\x00" in data
+    utf16 = _bomless_utf16(data) if has_nul else None  # before UTF-8: ASCII in UTF-16 is valid UTF-8 as well
+    if utf16 is not None:
+        return utf16
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    utf16 = _bomless_utf16(data)
-    if utf16 is not None:
-        return utf16
-    if b"\x00" in data:
+    if has_nul:
         return None
     try:
         return data.decode("cp1252")
@@ -123,14 +126,19 @@ def _decode(data: bytes) -> str | None:
 
 
 def _bomless_utf16(data: bytes) -> str | None:
-    """UTF-16 without a BOM shows as NUL bytes in every other position for Latin text."""
-    if len(data) < 4 or len(data) % 2:
+    """UTF-16 without a BOM: Latin text puts a NUL byte in every other position (odd ones in little-endian, even
+    ones in big-endian), so the side with clearly more NULs tells the byte order. A CJK character can have a NUL
+    byte on the other side (U+4E00 is ``00 4E``), so one side must dominate rather than be NUL-free; and a few
+    stray NULs in UTF-8 text are not enough."""
+    if len(data) < 2 or len(data) % 2:
         return None
     even_nuls, odd_nuls = data[0::2].count(0), data[1::2].count(0)
-    half = len(data) // 2
-    encoding = "utf-16-le" if odd_nuls > 0.4 * half and even_nuls == 0 else None
-    encoding = "utf-16-be" if even_nuls > 0.4 * half and odd_nuls == 0 else encoding
-    if encoding is None:
+    enough = max(2, UTF16_MIN_NUL_RATIO * len(data) / 2)
+    if odd_nuls >= enough and odd_nuls > 2 * even_nuls:
+        encoding = "utf-16-le"
+    elif even_nuls >= enough and even_nuls > 2 * odd_nuls:
+        encoding = "utf-16-be"
+    else:
         return None
     try:
         return data.decode(encoding)
