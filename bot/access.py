@@ -14,9 +14,10 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from bot.domain import Actor, Document, IngestResult
-from bot.errors import LorebotError, PermissionDenied
+from bot.errors import InvalidInput, LorebotError, PermissionDenied
 from bot.settings import Settings
 from bot.storage import audit
+from bot.validation import check_actor
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,19 @@ class AuditTrail:
         self._settings = settings
 
     async def require_admin(self, actor: Actor, action: str, *, target: str) -> None:
-        """Raise :class:`PermissionDenied` for a non-admin, auditing the refusal."""
+        """Raise :class:`PermissionDenied` for a non-admin or an actor whose ids are not valid (a NUL in a user
+        id is a forgery or a broken adapter, never an admin), auditing the refusal."""
+        try:
+            check_actor(actor)
+        except InvalidInput as e:
+            await self._refuse(actor, action, target, f"{action} refused: {e}")
         if not is_admin(actor, self._settings):
-            await audit.write(self._pool, actor, action, target, allowed=False, detail={})
-            log.info("refused %s by non-admin %s", action, actor.ref)
-            raise PermissionDenied(f"{action} needs a knowledge-base admin")
+            await self._refuse(actor, action, target, f"{action} needs a knowledge-base admin")
+
+    async def _refuse(self, actor: Actor, action: str, target: str, why: str) -> None:
+        await audit.write(self._pool, actor, action, target, allowed=False, detail={})
+        log.info("refused %s by %r: %s", action, actor.ref, why)
+        raise PermissionDenied(why)
 
     @asynccontextmanager
     async def admin_action(self, actor: Actor, action: str, *, target: str) -> AsyncIterator[AuditEntry]:

@@ -39,8 +39,15 @@ class UnsafeURLError(IngestError):
     reason = "URL refused"
 
 
-class InvalidQuestion(LorebotError):
-    """A question is empty, too long, or has no knowledge scope to search."""
+class InvalidInput(LorebotError):
+    """Text or an identifier from a user or platform cannot be used: NUL, lone surrogates, control characters in
+    an id, or too long (see :mod:`bot.validation`)."""
+
+    reason = "invalid input"
+
+
+class InvalidQuestion(InvalidInput):
+    """A question or search text is empty, too long, not storable, or has no knowledge scope to search."""
 
     reason = "question not understood"
 

@@ -32,6 +32,7 @@ from bot.domain import (
 )
 from bot.embeddings import Embedder, LazyEmbedder
 from bot.errors import LorebotError, NotFound
+from bot.ingest.fetch import redact_credentials
 from bot.ingest.pipeline import Ingestor, IngestSource, TextSource
 from bot.ratelimit import RateLimiter
 from bot.retrieval import Retriever
@@ -40,6 +41,7 @@ from bot.settings import Settings
 from bot.storage import conversations, documents, events, feedback
 from bot.storage.migrate import migrate
 from bot.storage.pool import open_pool, resolve_database_url
+from bot.validation import check_actor, checked_question, clean_text, question_text
 
 if TYPE_CHECKING:
     from bot.answer.chain import Answerer
@@ -99,7 +101,12 @@ class Lorebot:
         return answer
 
     async def stream(self, question: Question) -> AsyncIterator[AnswerDelta | Answer]:
-        """Stream the answer as :class:`AnswerDelta` pieces, then the recorded :class:`Answer`."""
+        """Stream the answer as :class:`AnswerDelta` pieces, then the recorded :class:`Answer`.
+
+        The question is validated first (:func:`bot.validation.checked_question`): ``InvalidQuestion`` or
+        ``InvalidInput`` before any work.
+        """
+        question = checked_question(question)
         self.rate_limiter.check(question.actor.ref)
         started = time.perf_counter()
         history = await self._history(question.conversation)
@@ -132,28 +139,33 @@ class Lorebot:
         return await conversations.history(self.pool, key, limit=self.settings.history_turns)
 
     async def search(self, actor: Actor, query: str, scopes: Sequence[str], k: int | None = None) -> list[Passage]:
-        """The top passages for ``query`` in ``scopes`` (no LLM involved)."""
+        """The top passages for ``query`` in ``scopes`` (no LLM involved); ``InvalidQuestion`` for a query that
+        would not be a valid question."""
+        query = question_text(query, what="search text")
         return await self.retriever.search(query, scopes, k or self.settings.retrieval_k)
 
     async def record_feedback(self, actor: Actor, message_id: int, score: Score, comment: str = "") -> None:
         """Store (or change) ``actor``'s rating of an answer; raises :class:`NotFound` for unknown answers."""
         if score not in (1, -1):
             raise ValueError("score must be 1 or -1")
-        await feedback.record(self.pool, message_id, actor, score, comment.strip()[:2000])
+        check_actor(actor)
+        await feedback.record(self.pool, message_id, actor, score, clean_text(comment.strip()[:2000]))
 
     async def claim_event(self, platform: str, event_id: str) -> bool:
         """True for the first claim of a platform event id, False for every re-delivery (any process)."""
         return await events.claim(self.pool, platform, event_id)
 
     # --- knowledge administration (admin only, audited) --------------------------------------------
+    # Titles, names and texts are cleaned and credentials redacted before anything is stored or audited.
 
     async def add_text(
         self, actor: Actor, text: str, *, title: str = "", scope: str | None = None, source_uri: str | None = None
     ) -> IngestResult:
         scope = scope or self.settings.default_scope
-        async with self.audit.admin_action(actor, "add_text", target=source_uri or title or "text") as entry:
+        source = _cleaned(TextSource(text, title, source_uri))
+        async with self.audit.admin_action(actor, "add_text", target=_audit_target(source)[1]) as entry:
             result = await self.ingestor.add_text(
-                text, title=title, scope=scope, source_uri=source_uri, added_by=actor.ref
+                source.text, title=source.title, scope=scope, source_uri=source.source_uri, added_by=actor.ref
             )
             entry.record(result)
         return result
@@ -169,12 +181,14 @@ class Lorebot:
         declared_mime: str | None = None,
     ) -> IngestResult:
         scope = scope or self.settings.default_scope
-        async with self.audit.admin_action(actor, "add_file", target=source_uri or filename) as entry:
+        filename = clean_text(filename)
+        source_uri = redact_credentials(clean_text(source_uri or f"upload:{actor.platform}:{filename}"))
+        async with self.audit.admin_action(actor, "add_file", target=source_uri) as entry:
             result = await self.ingestor.add_bytes(
                 data,
                 filename=filename,
                 scope=scope,
-                source_uri=source_uri or f"upload:{actor.platform}:{filename}",
+                source_uri=source_uri,
                 added_by=actor.ref,
                 declared_mime=declared_mime,
             )
@@ -190,7 +204,7 @@ class Lorebot:
 
     async def add_url(self, actor: Actor, url: str, *, scope: str | None = None) -> IngestResult:
         scope = scope or self.settings.default_scope
-        async with self.audit.admin_action(actor, "add_url", target=url) as entry:
+        async with self.audit.admin_action(actor, "add_url", target=_audit_target(url)[1]) as entry:
             result = await self.ingestor.add_url(url, scope=scope, added_by=actor.ref)
             entry.record(result)
         return result
@@ -206,6 +220,7 @@ class Lorebot:
         """
         scope = scope or self.settings.default_scope
         await self.audit.require_admin(actor, "add_many", target=f"{len(items)} sources")
+        items = [_cleaned(item) if isinstance(item, TextSource) else item for item in items]
         async for item, outcome in self.ingestor.add_many(items, scope=scope, added_by=actor.ref):
             action, target = _audit_target(item)
             async with self.audit.admin_action(actor, action, target=target) as entry:
@@ -229,13 +244,20 @@ class Lorebot:
         return removed
 
 
+def _cleaned(source: TextSource) -> TextSource:
+    """Storable text, title and source (see :mod:`bot.validation`), no credentials in the source. Files and URLs
+    need no such step: the loader cleans file text, the fetcher refuses URLs with credentials."""
+    source_uri = redact_credentials(clean_text(source.source_uri)) if source.source_uri else source.source_uri
+    return TextSource(clean_text(source.text), clean_text(source.title), source_uri)
+
+
 def _audit_target(item: IngestSource) -> tuple[str, str]:
     """The audit action and target the single-document method for ``item`` would write."""
     if isinstance(item, TextSource):
         return "add_text", item.source_uri or item.title or "text"
     if isinstance(item, Path):
         return "add_path", str(item)
-    return "add_url", item
+    return "add_url", redact_credentials(item)
 
 
 def _with_message_id(answer: Answer, message_id: int) -> Answer:

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from bot.errors import IngestError, UnsafeURLError
-from bot.ingest.fetch import fetch_url
+from bot.ingest.fetch import fetch_url, redact_credentials
 from bot.settings import Settings
 from tests.fixtures.http import LocalHTTPServer
 
@@ -191,3 +191,35 @@ async def test_http_errors_and_unsupported_content_types_are_refused(
 async def test_unresolvable_hosts_are_reported() -> None:
     with pytest.raises(IngestError, match="cannot resolve host"):
         await fetch_url("http://no-such-host.invalid/", Settings(_env_file=None))
+
+
+async def test_urls_with_credentials_are_refused_before_any_request_and_the_secret_is_not_repeated(
+    http_server: LocalHTTPServer, trusting: Settings
+) -> None:
+    http_server.serve("/doc.txt", b"hello")
+    with pytest.raises(UnsafeURLError, match="credentials") as refused:
+        await fetch_url(f"http://alice:s3cret@{http_server.host}/doc.txt", trusting)
+    assert str(refused.value) == (
+        f"http://***@{http_server.host}/doc.txt holds credentials (user:password@); they would be stored and "
+        "shown with the document, so such URLs are refused: put the document somewhere readable without them"
+    )
+    redirect = http_server.redirect("/moved", f"http://bob:hunter2@{http_server.host}/doc.txt")
+    with pytest.raises(UnsafeURLError, match="credentials") as refused_hop:
+        await fetch_url(redirect, trusting)
+    assert "hunter2" not in str(refused_hop.value)
+    assert http_server.requests == ["/moved"]
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        ("http://alice:s3cret@kb.example/a", "http://***@kb.example/a"),
+        ("https://token@kb.example", "https://***@kb.example"),
+        ("HTTP://a:b@c:8080/x?y=@z", "HTTP://***@c:8080/x?y=@z"),
+        ("see http://u:p@h/x and ftp://v:q@h/y", "see http://***@h/x and ftp://***@h/y"),
+        ("https://kb.example/a@b", "https://kb.example/a@b"),
+        ("mailto:someone@example.com", "mailto:someone@example.com"),
+    ],
+)
+def test_credentials_are_redacted_from_urls_in_any_text(text: str, redacted: str) -> None:
+    assert redact_credentials(text) == redacted

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.domain import Actor, Answer, AnswerDelta, ConversationKey, Question
-from bot.errors import AnswerError, IngestError, NotFound, PermissionDenied, RateLimited
+from bot.errors import AnswerError, IngestError, NotFound, PermissionDenied, RateLimited, UnsafeURLError
 from bot.ingest.pipeline import TextSource
 from bot.service import Lorebot
 from bot.settings import Settings
@@ -164,3 +164,26 @@ async def test_bulk_add_audits_each_document_and_refuses_non_admins(service: Lor
         ("UADMIN", "add_text", "Hours", True),
         ("UADMIN", "add_text", "Empty", True),
     ]
+
+
+async def test_a_url_with_credentials_is_refused_audited_redacted_and_never_logged(
+    service: Lorebot, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    with pytest.raises(UnsafeURLError, match="credentials") as refused:
+        await service.add_url(ADMIN, "https://alice:s3cret@kb.example/handbook")
+
+    assert "s3cret" not in str(refused.value)
+    async with service.pool.connection() as conn:
+        rows = await (await conn.execute("SELECT action, target, detail FROM audit_log ORDER BY id")).fetchall()
+    assert rows == [
+        ("add_url", "https://***@kb.example/handbook", {"outcome": "failed", "error": "URL refused"}),
+    ]
+    assert await service.list_documents(ADMIN, ("default",)) == []
+    assert not [r for r in caplog.records if "s3cret" in r.getMessage() or "alice" in r.getMessage()]
+
+
+async def test_a_text_source_uri_with_credentials_is_stored_redacted(service: Lorebot) -> None:
+    result = await service.add_text(ADMIN, HOURS, title="Hours", source_uri="https://bob:hunter2@wiki.example/hours")
+
+    assert result.document.source_uri == "https://***@wiki.example/hours"

@@ -11,6 +11,9 @@
 - One deadline (``fetch_timeout_s``) covers resolving, connecting, redirects and the whole body; the body is
   streamed and cut off at ``max_document_bytes`` (refused before reading when ``Content-Length`` says so).
 - Only text, HTML, Markdown, PDF and ``application/octet-stream`` (sniffed later by the loader) are accepted.
+- URLs with credentials (``https://user:password@host/``), typed or in a redirect, are refused before any
+  request: the URL is the document's source, stored, listed, cited and audited, so its secret would be too.
+  Messages show such URLs through :func:`redact_credentials`.
 
 Exceptions for trusted networks: ``fetch_allow_private`` lifts the address check for every host,
 ``fetch_allowed_hosts`` only for the listed ``host`` / ``host:port`` entries. Cloud metadata endpoints are refused
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -48,6 +52,7 @@ ALLOWED_CONTENT_TYPES = frozenset(
     {"application/pdf", "application/x-pdf", "application/xhtml+xml", "application/octet-stream", ""}
 )
 USER_AGENT = "Lorebot/0.1 (+document ingestion)"
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +72,8 @@ async def fetch_url(url: str, settings: Settings) -> Fetched:
         async with asyncio.timeout(settings.fetch_timeout_s):
             fetched = await _fetch(url, settings)
     except TimeoutError as e:
-        raise IngestError(f"fetching {url} took longer than {settings.fetch_timeout_s:g} s; gave up") from e
+        what = redact_credentials(url)
+        raise IngestError(f"fetching {what} took longer than {settings.fetch_timeout_s:g} s; gave up") from e
     log.info(
         "fetched host=%s bytes=%d type=%s ms=%d",
         httpx.URL(fetched.final_url).host,
@@ -110,11 +116,21 @@ async def _fetch(url: str, settings: Settings) -> Fetched:
     raise IngestError(f"{url} redirected more than {settings.fetch_max_redirects} times (FETCH_MAX_REDIRECTS)")
 
 
+def redact_credentials(text: str) -> str:
+    """``text`` with the ``user:password@`` part of every URL in it replaced by ``***@``."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
 def _parse(url: str) -> httpx.URL:
     try:
         parsed = httpx.URL(url.strip())
     except (httpx.InvalidURL, TypeError, ValueError) as e:
-        raise UnsafeURLError(f"malformed URL {url!r}: {e}") from e
+        raise UnsafeURLError(redact_credentials(f"malformed URL {url!r}: {e}")) from e
+    if parsed.userinfo:
+        raise UnsafeURLError(
+            f"{redact_credentials(url.strip())} holds credentials (user:password@); they would be stored and shown "
+            "with the document, so such URLs are refused: put the document somewhere readable without them"
+        )
     if parsed.scheme not in ALLOWED_SCHEMES:
         raise UnsafeURLError(f"only http and https URLs can be fetched, not {parsed.scheme or 'a relative'} URL")
     if not parsed.host:

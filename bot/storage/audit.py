@@ -1,4 +1,8 @@
-"""The audit log of admin actions (allowed or refused)."""
+"""The audit log of admin actions (allowed or refused).
+
+Every text field is cleaned (:func:`bot.validation.clean_text`) before it is written, so an action is audited
+whatever ids and targets it came with: a refusal of a forged id is exactly what the log is for.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from bot.domain import Actor
 from bot.errors import StorageError
+from bot.validation import clean_text
 
 INSERT_ENTRY = """
 INSERT INTO audit_log (platform, user_id, user_name, action, target, allowed, detail)
@@ -22,11 +27,11 @@ async def write(
 ) -> None:
     """Append one entry; raises :class:`StorageError` if the database refuses it."""
     params = {
-        "platform": actor.platform,
-        "user_id": actor.user_id,
-        "user_name": actor.display_name,
+        "platform": clean_text(actor.platform),
+        "user_id": clean_text(actor.user_id),
+        "user_name": clean_text(actor.display_name),
         "action": action,
-        "target": target[:500],
+        "target": clean_text(target[:500]),
         "allowed": allowed,
         "detail": Jsonb(detail),
     }
