@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(default=60.0, gt=0)
     llm_connect_timeout_s: float = Field(default=3.0, gt=0)
     llm_max_retries: int = Field(default=1, ge=0)
+    llm_deadline_s: float = Field(
+        default=45.0, gt=0, description="One answer's limit at the LLM: condensing, every retry and wait, the stream"
+    )
     llm_temperature: float = Field(default=0.1, ge=0)
     llm_max_tokens: int = Field(default=512, ge=1)
     history_turns: int = Field(default=4, ge=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import Any
@@ -203,6 +204,40 @@ async def test_hanging_llm_times_out_with_answer_error(settings, pool, embedder,
     with pytest.raises(AnswerError, match="did not answer within 1 s"):
         await answerer.answer("When is the support office open on Saturdays?", SCOPES)
     assert time.monotonic() - started < 4
+
+
+@pytest.mark.parametrize("fault", ["hang", "retry-after-55"])
+async def test_one_deadline_covers_every_attempt_and_retry_after_wait(
+    settings, pool, embedder, fake_llm, corpus, fault: str
+) -> None:
+    answerer = make_answerer(
+        settings, pool, embedder, fake_llm.base_url, llm_timeout_s=5.0, llm_max_retries=2, llm_deadline_s=1.5
+    )
+    if fault == "hang":
+        fake_llm.hang()
+    else:
+        fake_llm.fail_with(429, retry_after=55)
+
+    started = time.monotonic()
+    with pytest.raises(AnswerError, match=r"no answer within the 1\.5 s deadline \(LLM_DEADLINE_S\)"):
+        await answerer.answer("When is the support office open on Saturdays?", SCOPES)
+    assert time.monotonic() - started < 3
+
+
+async def test_time_the_reader_spends_between_deltas_does_not_count_against_the_deadline(
+    settings, pool, embedder, fake_llm, corpus
+) -> None:
+    answerer = make_answerer(settings, pool, embedder, fake_llm.base_url, llm_deadline_s=1.5)
+    fake_llm.reply("Saturdays from 10am to 2pm [1].")
+    pieces: list[str] = []
+
+    async for event in answerer.stream("When is the support office open on Saturdays?", SCOPES):
+        if isinstance(event, AnswerDelta):
+            if not pieces:
+                await asyncio.sleep(2.0)  # a chat platform slower than the whole deadline to show the first piece
+            pieces.append(event.text)
+
+    assert "".join(pieces).strip() == "Saturdays from 10am to 2pm [1]."
 
 
 async def test_hanging_condense_step_also_times_out(settings, pool, embedder, fake_llm, corpus) -> None:

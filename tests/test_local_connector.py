@@ -4,6 +4,7 @@ against the real service (Postgres, MiniLM) and the fake LLM."""
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -22,12 +23,19 @@ from tests.fixtures.llm import FakeLLM
 ADMIN = Actor("local", "ops", "Ops", is_admin=True)
 HOURS = "The support desk is open Monday to Friday from 9am to 6pm and on Saturdays from 10am to 2pm."
 SATURDAY = "When is support open on Saturday?"
+DEADLINE_S = 3.0
 
 
 @pytest.fixture
 async def service(settings: Settings, fake_llm: FakeLLM, embedder) -> AsyncIterator[Lorebot]:
     settings = settings.model_copy(
-        update={"llm_base_url": fake_llm.base_url, "llm_model": "fake-model", "rate_limit_per_minute": 3}
+        update={
+            "llm_base_url": fake_llm.base_url,
+            "llm_model": "fake-model",
+            "rate_limit_per_minute": 3,
+            "llm_timeout_s": 5.0,
+            "llm_deadline_s": DEADLINE_S,
+        }
     )
     service = await Lorebot.start(settings, embedder=embedder)
     await service.add_text(ADMIN, HOURS, title="Support hours", source_uri="wiki:hours")
@@ -90,6 +98,12 @@ async def test_a_conversation_id_carries_history_to_the_follow_up(api: httpx.Asy
         (b'{"question": "   "}', "empty"),
         (b'{"question": "' + b"why " * 2000 + b'"}', "too long"),
         (b'{"question": "\\ud800"}', "not valid Unicode"),
+        (b'{"question": "why\\u0000not"}', "NUL"),
+        (b'{"question": "hi", "user": "max\\u0000"}', "user id"),
+        (b'{"question": "hi", "conversation": "c\\u00001"}', "conversation"),
+        (b'{"question": "hi", "user": "\\udc00"}', "user id"),
+        (b'{"question": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "not JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
     ],
 )
 async def test_malformed_requests_get_400_with_the_reason(
@@ -117,6 +131,27 @@ async def test_an_llm_outage_is_503_with_an_error_id_and_no_details(api: httpx.A
     body = response.json()
     assert body["reason"] == "language model unavailable"
     assert body["error_id"] in body["error"] and fake_llm.base_url not in body["error"]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["keep-alive", "malformed", "wrong-shape", "done-only", "json-as-sse", "429-retry-after-55"],
+)
+async def test_a_broken_llm_is_503_language_model_unavailable_within_the_deadline(
+    api: httpx.AsyncClient, fake_llm: FakeLLM, fault: str
+) -> None:
+    if fault == "429-retry-after-55":
+        fake_llm.fail_with(429, retry_after=55)
+    else:
+        fake_llm.stream_fault(fault)  # type: ignore[arg-type]
+
+    started = time.monotonic()
+    response = await api.post("/ask", json={"question": SATURDAY})
+
+    assert time.monotonic() - started < DEADLINE_S + 2
+    assert response.status_code == 503
+    assert response.json()["reason"] == "language model unavailable"
+    assert fake_llm.chat_requests
 
 
 async def test_asking_too_often_is_429_with_retry_after(api: httpx.AsyncClient, fake_llm: FakeLLM) -> None:

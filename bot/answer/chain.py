@@ -8,18 +8,22 @@ Two runnables are assembled by :func:`build_chain` from plain typed functions:
   streamed token by token.
 
 :class:`Answerer` runs them, skips the LLM entirely when retrieval found nothing (no invented answers), parses
-citations, and wraps every endpoint failure in :class:`~bot.errors.AnswerError` — timeouts come from settings,
-so an endpoint that is down or hangs fails within seconds instead of blocking a chat reply.
+citations, and wraps every endpoint failure in :class:`~bot.errors.AnswerError` — a broken stream too, since what
+the endpoint sends is never the user's fault. One deadline (``llm_deadline_s``) bounds each answer, across
+condensing, every attempt, every Retry-After wait and the whole stream, so an endpoint that is down, hangs,
+trickles keep-alives or asks to come back in a minute fails within that time instead of blocking a chat reply.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import httpx
 import openai
@@ -32,10 +36,15 @@ from bot.answer.prompt import CONDENSE_PROMPT, NOT_FOUND_ANSWER, build_messages
 from bot.domain import Answer, AnswerDelta, Passage, Turn
 from bot.errors import AnswerError, ConfigError, InvalidQuestion
 from bot.settings import Settings
+from bot.validation import question_text
 
 log = logging.getLogger(__name__)
 
-MAX_QUESTION_CHARS = 4000
+LLM_FAILURES = (openai.OpenAIError, httpx.HTTPError, TimeoutError, ValueError, TypeError, KeyError, AttributeError)
+"""What an endpoint can make the client raise: API and HTTP errors, timeouts, and — since the client parses stream
+chunks without checking their shape — ``ValueError`` (a ``data:`` line that is not JSON, no chunk at all), and
+``TypeError`` / ``KeyError`` / ``AttributeError`` (JSON of the wrong shape)."""
+T = TypeVar("T")
 CONDENSE_ANSWER_CHARS = 600
 """History answers are clipped in the condense prompt: the query needs their topic, not their full text."""
 
@@ -149,6 +158,7 @@ def chat_model(settings: Settings) -> ChatOpenAI:
         temperature=settings.llm_temperature,
         max_tokens=settings.llm_max_tokens,
         streaming=True,
+        stream_chunk_timeout=settings.llm_timeout_s,  # keep-alive comments alone do not count as an answer
     )
 
 
@@ -204,9 +214,10 @@ class Answerer:
         """
         request = _request(question, scopes, history)
         chain = self.chain
+        deadline = _Deadline(self.settings)
         try:
-            grounding = await chain.ground.ainvoke(request)
-        except (openai.OpenAIError, httpx.HTTPError) as e:
+            grounding = await deadline.wait_for(chain.ground.ainvoke(request))
+        except LLM_FAILURES as e:
             raise _llm_error(e, self.settings) from e
         if not grounding.passages:
             log.info("nothing relevant for the question in scopes=%s: not-found answer, no LLM call", request.scopes)
@@ -218,13 +229,14 @@ class Answerer:
         pieces: list[str] = []
         timings = dict(grounding.timings)
         try:
-            async for piece in chain.generate.astream(grounding):
-                if not piece:
-                    continue
-                timings.setdefault("first_token_ms", _ms_since(started))
-                pieces.append(piece)
-                yield AnswerDelta(piece)
-        except (openai.OpenAIError, httpx.HTTPError) as e:
+            async with aclosing(chain.generate.astream(grounding)) as stream:
+                while (piece := await deadline.wait_for(anext(stream, None))) is not None:
+                    if not piece:
+                        continue
+                    timings.setdefault("first_token_ms", _ms_since(started))
+                    pieces.append(piece)
+                    yield AnswerDelta(piece)
+        except LLM_FAILURES as e:
             raise _llm_error(e, self.settings) from e
         timings["llm_ms"] = _ms_since(started)
         text = "".join(pieces).strip()
@@ -254,12 +266,33 @@ class Answerer:
         )
 
 
+class _Deadline:
+    """What is left of one answer's ``llm_deadline_s``. Only the time spent waiting on the chain is spent from it:
+    the adapter's own work between two streamed pieces (posting an update) is neither counted nor cancelled."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._left = settings.llm_deadline_s
+
+    async def wait_for(self, step: Awaitable[T]) -> T:
+        """Await ``step``; raise :class:`AnswerError` when the deadline passes first."""
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self._left) as timeout:
+                return await step
+        except TimeoutError as e:
+            if not timeout.expired():
+                raise
+            endpoint, seconds = self._settings.llm_base_url, self._settings.llm_deadline_s
+            raise AnswerError(
+                f"the language model at {endpoint} gave no answer within the {seconds:g} s deadline (LLM_DEADLINE_S)"
+            ) from e
+        finally:
+            self._left = max(0.0, self._left - (time.monotonic() - started))
+
+
 def _request(question: str, scopes: Sequence[str], history: Sequence[Turn]) -> AnswerRequest:
-    question = question.strip()
-    if not question:
-        raise InvalidQuestion("the question is empty")
-    if len(question) > MAX_QUESTION_CHARS:
-        raise InvalidQuestion(f"the question is too long ({len(question)} characters, at most {MAX_QUESTION_CHARS})")
+    question = question_text(question)
     if not scopes:
         raise InvalidQuestion("no knowledge scope to search")
     return AnswerRequest(question, tuple(scopes), tuple(history))
@@ -268,13 +301,13 @@ def _request(question: str, scopes: Sequence[str], history: Sequence[Turn]) -> A
 def _llm_error(error: Exception, settings: Settings) -> AnswerError:
     """One clear message per failure class; never the API key, always the endpoint that failed."""
     endpoint = settings.llm_base_url
-    if isinstance(error, openai.APITimeoutError | httpx.TimeoutException):
+    if isinstance(error, openai.APITimeoutError | httpx.TimeoutException | TimeoutError):
         return AnswerError(f"the language model at {endpoint} did not answer within {settings.llm_timeout_s:g} s")
     if isinstance(error, openai.APIConnectionError | httpx.TransportError):
         return AnswerError(f"cannot reach the language model at {endpoint}: {error}")
     if isinstance(error, openai.APIStatusError):
         return AnswerError(f"the language model at {endpoint} answered HTTP {error.status_code}: {error.message}")
-    return AnswerError(f"the language model at {endpoint} failed: {error}")
+    return AnswerError(f"the language model at {endpoint} sent something unusable: {type(error).__name__}: {error}")
 
 
 def _ms_since(started: float) -> float:

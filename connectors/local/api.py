@@ -1,7 +1,9 @@
 """``lorebot serve local``: ``POST /ask {"question", "user", "conversation"?}`` → answer with citations (JSON).
 
-Translation only: JSON → :class:`~bot.domain.Question` → :meth:`Lorebot.ask` → JSON. Errors use the core's one
-description (:func:`~bot.failures.describe_failure`) and an HTTP status that tells a client whether retrying helps.
+Translation only: JSON → :class:`~bot.domain.Question` → :meth:`Lorebot.ask` → JSON. The core validates the text
+and ids (:mod:`bot.validation`); this module only checks the JSON's shape. Errors use the core's one description
+(:func:`~bot.failures.describe_failure`) and an HTTP status that tells a client whether retrying helps: 400 for
+what the client sent, 503 for an outage, 500 only for a bug.
 """
 
 from __future__ import annotations
@@ -59,8 +61,6 @@ def build_app(service: Lorebot, inflight: InFlight) -> web.Application:
         try:
             async with inflight.track():
                 answer = await service.ask(question)
-        except ValueError as e:  # the core's input validation (empty or oversized question)
-            return web.json_response({"error": str(e), "reason": "bad request"}, status=400)
         except Exception as e:  # one place turns every failure into a reply with an error id
             return _failure_response(e)
         return web.json_response(answer_payload(answer))
@@ -89,6 +89,8 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BadRequest(f"body is not JSON: {e}") from e
+    except RecursionError as e:  # the decoder recurses once per nested array or object
+        raise BadRequest("body is not JSON this API reads: nested too deeply") from e
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
     return body
@@ -98,8 +100,6 @@ def _question(service: Lorebot, body: dict[str, Any]) -> Question:
     text = body.get("question")
     if not isinstance(text, str):
         raise BadRequest('"question" must be a string')
-    if not _encodes(text):
-        raise BadRequest('"question" is not valid Unicode (lone surrogate escapes)')
     user = _label(body, "user", default="anonymous")
     conversation = _label(body, "conversation", default="")
     key = ConversationKey(Platform.LOCAL, WORKSPACE, conversation) if conversation else None
@@ -112,14 +112,6 @@ def _label(body: dict[str, Any], name: str, *, default: str) -> str:
     if not isinstance(value, str) or len(value) > MAX_NAME_CHARS:
         raise BadRequest(f'"{name}" must be a string of at most {MAX_NAME_CHARS} characters')
     return value.strip() or default
-
-
-def _encodes(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _failure_response(error: Exception) -> web.Response:

@@ -21,7 +21,7 @@ from bot.failures import describe_failure
 from bot.service import Lorebot
 
 WORKSPACE = "cli"
-PROMPT = "[bold cyan]you ›[/bold cyan] "
+PROMPT = Text("you › ", style="bold cyan")
 EXIT_WORDS = frozenset({"exit", "quit", ":q", "/exit", "/quit"})
 
 
@@ -30,7 +30,8 @@ async def run_chat(
 ) -> None:
     """Ask questions typed on ``stream`` (stdin by default) until EOF, Ctrl-C or ``exit``."""
     session = ConversationKey(Platform.LOCAL, WORKSPACE, secrets.token_hex(4))
-    console.print(f"[dim]Ask about your documents (scopes: {', '.join(scopes)}). Empty line skips, 'exit' quits.[/dim]")
+    intro = f"Ask about your documents (scopes: {', '.join(scopes)}). Empty line skips, 'exit' quits."
+    console.print(Text(intro, style="dim"))
     while (line := _read_question(console, stream)) is not None:
         if not line:
             continue
@@ -38,9 +39,8 @@ async def run_chat(
             break
         try:
             answer = await _stream_answer(service, Question(line, actor, tuple(scopes), session), console)
-        except (LorebotError, ValueError) as e:
-            message = describe_failure(e).user_message if isinstance(e, LorebotError) else str(e)
-            console.print(Text(message, style="red"))
+        except LorebotError as e:
+            console.print(Text(describe_failure(e).user_message, style="red"))
             continue
         console.print(render_sources(answer.citations))
 
