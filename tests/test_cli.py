@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,3 +74,61 @@ def test_removing_an_unknown_document_exits_non_zero(cli_env: Path) -> None:
     result = runner.invoke(app, ["docs", "remove", "424242"])
     assert result.exit_code == 1
     assert "no document 424242" in result.output
+
+
+def test_names_that_look_like_markup_are_printed_literally_and_the_batch_goes_on(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    odd = cli_env / "odd[" / "x]"  # the path reads odd[/x]: a closing tag with nothing to close
+    odd.mkdir(parents=True)
+    (odd / "notes[bold].md").write_text("# Odd [/x] name [bold]\n\nThe printer error code is E4711.\n")
+
+    result = runner.invoke(app, ["ingest", "http://10.0.0.1/[/x]", str(odd)])
+
+    assert result.exit_code == 1  # the private address is refused; the file is still added
+    assert "failed http://10.0.0.1/[/x]: " in result.output
+    assert "added #" in result.output and "odd[/x]/notes[bold].md" in result.output
+    documents = _json(runner.invoke(app, ["docs", "list", "--json"]).output)
+    assert [d["title"] for d in documents] == ["Odd [/x] name [bold]"]
+    for command in (["docs", "list"], ["search", "printer error code E4711"]):
+        shown = runner.invoke(app, command)
+        assert shown.exit_code == 0 and "Odd [/x] name [bold]" in shown.output
+    missing = runner.invoke(app, ["ingest", str(cli_env / "gone[/x].md")])
+    assert missing.exit_code == 1 and "gone[/x].md" in missing.output
+
+
+def test_ingesting_a_url_with_credentials_is_refused_without_showing_them(cli_env: Path) -> None:
+    result = runner.invoke(app, ["ingest", "https://alice:s3cret@kb.example/page", str(cli_env / "hours.md")])
+
+    assert result.exit_code == 1
+    assert "credentials" in result.output and "s3cret" not in result.output and "alice" not in result.output
+    assert "https://***@kb.example/page" in result.output
+
+
+def test_chat_logs_to_a_file_in_the_data_dir_and_shows_only_the_conversation(
+    fresh_data_dir: Path, tmp_path: Path, fake_llm
+) -> None:
+    fake_llm.reply("Lorebot answers questions from your team's documents [1].")
+    env = {name: value for name, value in os.environ.items() if name not in ("DATABASE_URL", "XDG_RUNTIME_DIR")}
+    env |= {"DATA_DIR": str(fresh_data_dir), "LLM_BASE_URL": fake_llm.base_url, "LOG_LEVEL": "INFO"}
+
+    chat = subprocess.run(
+        [sys.executable, "-c", "from bot.cli import app; app()", "chat"],
+        input="What is Lorebot?\nexit\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # no developer .env
+        env=env,
+        timeout=300,
+    )
+
+    screen = chat.stdout + chat.stderr
+    log_file = fresh_data_dir / "logs" / "lorebot.log"
+    assert chat.returncode == 0, screen
+    assert "Lorebot answers questions from your team's documents [1]." in chat.stdout
+    assert screen.count(f"logging to {log_file}") == 1
+    assert " INFO " not in screen and "XDG_RUNTIME_DIR" not in screen
+    logged = log_file.read_text()
+    assert " INFO bot.service: answered message=" in logged
+    assert "XDG_RUNTIME_DIR is not set" in logged
