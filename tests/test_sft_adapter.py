@@ -32,7 +32,7 @@ def test_shipped_adapter_answers_held_out_questions_better_than_the_base_model(
     build_dataset(dataset)  # the same seed and split as the adapter's training: these articles were held out
     config = EvalConfig(eval_file=tmp_path / "data" / "eval_qa.jsonl", limit=12, seed=3, max_tokens=24)
     results = evaluate_in_process(GEMMA3_270M, SHIPPED, config, batch_size=6)
-    base, tuned = results["base"], results["adapter"]
+    base, tuned = results["base"]["all"], results["adapter"]["all"]
     assert tuned["token_f1"] > base["token_f1"] + 25
     assert tuned["refusal_accuracy"] >= base["refusal_accuracy"]
     assert tuned["citation_correct"] > base["citation_correct"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ curated_files = [{files}]
 [eval]
 eval_file = {json.dumps(str(tmp_path / "data" / "eval_qa.jsonl"))}
 limit = 3
+question_offset = 0
 """,
         encoding="utf-8",
     )
@@ -71,23 +73,30 @@ def test_unknown_config_key_is_an_error(tmp_path: Path, monkeypatch: pytest.Monk
     assert "unknown SFT config key(s) in [train]: learning_rat" in result.output
 
 
+@pytest.mark.parametrize("mode", ["real loop", "--stored"])
 def test_eval_command_prints_the_side_by_side_table(
     tmp_path: Path,
     tiny_squad_file: Path,
     fake_llm: FakeLLM,
     monkeypatch: pytest.MonkeyPatch,
+    mode: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "lorebot"))
     config = _config(tmp_path, tiny_squad_file, [])
-    assert runner.invoke(sft_app, ["dataset", "--config", str(config)]).exit_code == 0
+    dataset = ["dataset", "--config", str(config)]
+    if mode == "--stored":
+        config.write_text(config.read_text().replace("[dataset]", '[dataset]\nrag_passages = "stored"'))
+    assert runner.invoke(sft_app, dataset).exit_code == 0
     fake_llm.default_reply = "Zorb [1]"
-    result = runner.invoke(
-        sft_app,
-        ["eval", "--config", str(config), "--target", f"a={fake_llm.base_url}", "--target", f"b={fake_llm.base_url}"],
-    )
+    targets = ["--target", f"a={fake_llm.base_url}", "--target", f"b={fake_llm.base_url}"]
+    result = runner.invoke(sft_app, ["eval", "--config", str(config), *targets, *([mode] if mode == "--stored" else [])])
     assert result.exit_code == 0, result.output
-    assert "| metric | a | b |" in result.output, result.output
+    assert "| metric | a · all | b · all | a · en | b · en |" in result.output, result.output
+    counts = re.search(r"en: (\d+) answerable / (\d+) unanswerable", result.output)
+    assert counts is not None and int(counts[1]) + int(counts[2]) == 3, result.output  # eval.limit = 3
     assert {r["model"] for r in fake_llm.chat_requests} == {"a", "b"}, result.output
+    assert not list(tmp_path.glob("lorebot/pgdata")), "the real loop uses a throwaway database, never DATA_DIR"
 
 
 def test_eval_command_rejects_a_malformed_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -73,7 +73,8 @@ async def test_eval_scores_each_model_on_identical_prompts(tmp_path: Path, eval_
     targets = [Target("base", fake_llm.base_url, "base"), Target("tuned", fake_llm.base_url, "tuned")]
     results = await evaluate(_settings(tmp_path), targets, config, output_dir=tmp_path / "report")
 
-    tuned, base = results["tuned"], results["base"]
+    tuned, base = results["tuned"]["all"], results["base"]["all"]
+    assert results["tuned"]["zh"]["token_f1"] == 100.0 and results["tuned"]["en"]["answerable"] == 1
     assert (tuned["exact_match"], tuned["token_f1"], tuned["citation_correct"]) == (100.0, 100.0, 1.0)
     assert (tuned["refusal_accuracy"], tuned["false_refusal"]) == (1.0, 0.0)
     # base: "Denver Broncos" inside an 11-token echo (F1 2/11·… = 0.308) and nothing for the Chinese question
@@ -88,8 +89,10 @@ async def test_eval_scores_each_model_on_identical_prompts(tmp_path: Path, eval_
     assert by_model["base"][0][0] == {"role": "system", "content": SYSTEM_PROMPT}
     [super_bowl] = [m[1]["content"] for m in by_model["base"] if m[1]["content"].endswith("Super Bowl 50?")]
     assert '<source id="2" title="Super Bowl 50">' in super_bowl
-    assert "| Token F1 (answerable, %) | 15.4 | 100.0 |" in (tmp_path / "report" / "eval.md").read_text()
-    assert "2 answerable and 1 unanswerable questions." in table(results)
+    assert "| Token F1 (answerable, %) | 15.4 | 100.0 | 30.8 | 100.0 | 0.0 | 100.0 |" in (
+        tmp_path / "report" / "eval.md"
+    ).read_text()
+    assert "all: 2 answerable / 1 unanswerable, en: 1 answerable / 1 unanswerable" in table(results)
 
 
 def test_eval_file_errors_are_clear(tmp_path: Path) -> None:
@@ -116,7 +119,7 @@ def test_in_process_eval_scores_base_and_adapter_on_the_same_questions(
     config = EvalConfig(eval_file=eval_file, limit=0, max_tokens=4)
     results = evaluate_in_process(str(tiny_model_dir), tiny_lora_dir, config, batch_size=2, output_dir=tmp_path / "r")
     assert list(results) == ["base", "adapter"]
-    assert all(r["answerable"] == 2 and r["unanswerable"] == 1 for r in results.values())
+    assert all(r["all"]["answerable"] == 2 and r["all"]["unanswerable"] == 1 for r in results.values())
     rows = [json.loads(line) for line in (tmp_path / "r" / "eval_answers.jsonl").read_text().splitlines()]
     assert [r["model"] for r in rows] == ["base"] * 3 + ["adapter"] * 3
     assert [r["id"] for r in rows[:3]] == [r["id"] for r in rows[3:]]

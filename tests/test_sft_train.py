@@ -67,6 +67,34 @@ def test_training_resumes_from_the_latest_checkpoint(tiny_adapter: Path, tiny_tr
     assert summary["steps"] == 30
 
 
+def test_training_continues_an_existing_adapter(tiny_lora_dir: Path, tiny_train_config: TrainConfig) -> None:
+    from safetensors.torch import load_file
+
+    config = replace(
+        tiny_train_config,
+        init_adapter=tiny_lora_dir,
+        output_dir=tiny_train_config.output_dir.parent / "continued",
+        max_steps=4,
+        save_steps=4,
+    )
+    adapter = train(config)
+
+    before, after = (
+        load_file(tiny_lora_dir / "adapter_model.safetensors"),
+        load_file(adapter / "adapter_model.safetensors"),
+    )
+    assert set(before) == set(after)  # the same modules (q/v, rank 8), not a fresh LoRA from the config
+    assert sorted(json.loads((adapter / "adapter_config.json").read_text())["target_modules"]) == ["q_proj", "v_proj"]
+    assert any(not torch.equal(before[name], after[name]) for name in before)
+
+
+def test_an_init_adapter_that_is_no_adapter_is_refused(tiny_train_config: TrainConfig, tmp_path: Path) -> None:
+    from bot.sft.errors import SFTError
+
+    with pytest.raises(SFTError, match="not a PEFT adapter folder"):
+        train(replace(tiny_train_config, init_adapter=tmp_path, output_dir=tmp_path / "run"))
+
+
 def test_saved_adapter_reloads_in_the_serving_loader_and_generates(tiny_adapter: Path, tiny_model_dir: Path) -> None:
     from bot.local_llm.model import load_local_model
 
