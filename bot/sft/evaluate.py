@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bot.answer.citations import is_not_found, resolve_citations, strip_markers
 from bot.answer.prompt import build_messages
-from bot.domain import Passage, Question
+from bot.domain import Answer, Passage, Question
 from bot.embeddings import Embedder
 from bot.service import Lorebot
 from bot.settings import Settings
@@ -67,6 +67,18 @@ class Prediction:
     passages: tuple[Passage, ...]  # what the model was shown
     cited_uris: tuple[str, ...] = ()
     first_token_ms: float | None = None
+
+    @classmethod
+    def of(cls, item: QAItem, answer: Answer, started: float) -> Prediction:
+        """The prediction ``answer`` makes for ``item``, timed from ``started`` (``time.perf_counter()``)."""
+        return cls(
+            item,
+            answer.text,
+            (time.perf_counter() - started) * 1000,
+            answer.passages,
+            tuple(c.source_uri for c in answer.citations),
+            answer.timings.get("first_token_ms"),
+        )
 
 
 class StoredPassages:
@@ -128,17 +140,7 @@ async def predict(settings: Settings, target: Target, items: Sequence[QAItem], c
     predictions = []
     for number, item in enumerate(items, start=1):
         started = time.perf_counter()
-        answer = await answerer.answer(item.question, [EVAL_SCOPE])
-        predictions.append(
-            Prediction(
-                item,
-                answer.text,
-                (time.perf_counter() - started) * 1000,
-                item.passages,
-                tuple(c.source_uri for c in answer.citations),
-                answer.timings.get("first_token_ms"),
-            )
-        )
+        predictions.append(Prediction.of(item, await answerer.answer(item.question, [EVAL_SCOPE]), started))
         if number % 10 == 0:
             log.info("%s: %d/%d answered", target.label, number, len(items))
     return predictions
@@ -379,18 +381,14 @@ async def evaluate_loop(
         for target in targets:
             bot = Lorebot(_target_settings(service.settings, target, config), service.pool, service.embedder)
             log.info("evaluating %s (%s) on %d questions", target.label, target.base_url, len(items))
-            predictions[target.label] = [await _ask(bot, scope, item) for scope, item in items]
+            predictions[target.label] = []
+            for number, (scope, item) in enumerate(items, start=1):
+                predictions[target.label].append(await _ask(bot, scope, item))
+                if number % 25 == 0:
+                    log.info("%s: %d/%d answered", target.label, number, len(items))
     return report(predictions, output_dir)
 
 
 async def _ask(bot: Lorebot, scope: str, item: QAItem) -> Prediction:
     started = time.perf_counter()
-    answer = await bot.ask(Question(item.question, LOOP_ACTOR, (scope,)))
-    return Prediction(
-        item,
-        answer.text,
-        (time.perf_counter() - started) * 1000,
-        answer.passages,
-        tuple(c.source_uri for c in answer.citations),
-        answer.timings.get("first_token_ms"),
-    )
+    return Prediction.of(item, await bot.ask(Question(item.question, LOOP_ACTOR, (scope,))), started)
