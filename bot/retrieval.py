@@ -4,11 +4,18 @@ Dense vectors find paraphrases; keywords find names, codes and rare words the em
 fusion (score = Σ 1 / (rrf_k + rank)) needs no score calibration between the two. Only relevant passages are
 returned — cosine similarity ≥ ``min_similarity`` or a keyword hit — so an empty list means "not found" and
 the answer step can say so instead of inventing.
+
+The two methods run at once on two connections. Keyword search starts from the query's rarest terms: it matches
+only the terms whose chunk counts add up to at most ``keyword_budget`` (always the rarest one) and ranks those
+chunks against every query term, so its cost follows the rare terms, not the corpus. Common words still count
+in the ranking; they just do not pull in candidates. When that finds fewer than the ``k`` passages wanted (a small
+scope, say), every term matches, with at most ``keyword_budget`` chunks ranked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -20,7 +27,14 @@ from psycopg_pool import AsyncConnectionPool
 from bot.domain import Passage
 from bot.embeddings import Embedder
 from bot.settings import Settings
-from bot.storage.search import Candidate, KeywordQuery, find_candidates
+from bot.storage.search import (
+    Candidate,
+    KeywordQuery,
+    TermFrequency,
+    keyword_candidates,
+    term_frequencies,
+    vector_candidates,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +92,11 @@ class Retriever:
             raise ValueError(f"mode {mode!r} needs the query embedding")
         if not query or not scopes:
             return []
-        keywords = KeywordQuery.from_text(query) if mode != "vector" else None
         log.debug("search query %r", query)
         started = time.perf_counter()
-        nearest, matches = await find_candidates(
-            self.pool,
-            scopes,
-            self.settings.retrieval_candidates,
-            ef_search=self.settings.hnsw_ef_search,
-            embedding=embedding,
-            keywords=keywords,
-            vector=mode != "keyword",
+        nearest, matches = await asyncio.gather(
+            self._nearest(embedding, scopes) if mode != "keyword" else _nothing(),
+            self._matching(query, embedding, scopes, k) if mode != "vector" else _nothing(),
         )
         fused = fuse(nearest, matches, self.settings.rrf_k)
         passages = [p for p in fused if is_relevant(p, self.settings.min_similarity)][:k]
@@ -103,6 +111,53 @@ class Retriever:
             (time.perf_counter() - started) * 1000,
         )
         return passages
+
+    async def _nearest(self, embedding: np.ndarray | None, scopes: Sequence[str]) -> list[Candidate]:
+        assert embedding is not None, "checked by search_with_embedding"
+        limit, ef_search = self.settings.retrieval_candidates, self.settings.hnsw_ef_search
+        return await vector_candidates(self.pool, embedding, scopes, limit, ef_search=ef_search)
+
+    async def _matching(
+        self, query: str, embedding: np.ndarray | None, scopes: Sequence[str], k: int
+    ) -> list[Candidate]:
+        """Keyword candidates: the chunks of the rarest terms, of every term when those are fewer than ``k``."""
+        keywords = KeywordQuery.from_text(query)
+        if not keywords:
+            return []
+        frequencies = await term_frequencies(self.pool, keywords)
+        every = [t.term for t in frequencies if t.df > 0]
+        rare = rarest_terms(frequencies, self.settings.keyword_budget)
+        if not rare:
+            return []
+        limit = self.settings.retrieval_candidates
+        cap = max(self.settings.keyword_budget, limit)  # never fewer chunks ranked than candidates wanted
+        ranked = functools.partial(
+            keyword_candidates, self.pool, rank=every, scopes=scopes, limit=limit, cap=cap, embedding=embedding
+        )
+        found = await ranked(match=rare)
+        if len(found) < k and len(rare) < len(every):
+            wider = {c.chunk_id: c for c in [*found, *await ranked(match=every)]}
+            found = sorted(wider.values(), key=lambda c: (-(c.keyword_score or 0.0), c.chunk_id))[:limit]
+        return found
+
+
+def rarest_terms(frequencies: Sequence[TermFrequency], budget: int) -> list[str]:
+    """The rarest terms whose chunk counts sum to at most ``budget``, and always the rarest one.
+
+    Terms no chunk contains are skipped: they match nothing.
+    """
+    chosen: list[str] = []
+    total = 0
+    for t in sorted((t for t in frequencies if t.df > 0), key=lambda t: (t.df, t.term)):
+        if chosen and total + t.df > budget:
+            break
+        chosen.append(t.term)
+        total += t.df
+    return chosen
+
+
+async def _nothing() -> list[Candidate]:
+    return []
 
 
 def clean_query(query: str) -> str:

@@ -415,3 +415,34 @@ async def test_bulk_binary_file_fails_alone(pool: AsyncConnectionPool, ingestor:
     assert isinstance(outcomes[1], IngestError) and "cannot read" in str(outcomes[1])
     assert outcomes[2].status == "added"
     assert [d.title for d in await documents.list_documents(pool, ["docs"])] == ["Notes"]
+
+
+TERM_STATS = "SELECT term, df FROM term_stats ORDER BY term"
+RECOUNTED = "SELECT t.lexeme, count(*) FROM chunks c, unnest(c.tsv) t GROUP BY t.lexeme ORDER BY t.lexeme"
+
+
+async def _term_stats_and_recount(pool: AsyncConnectionPool) -> tuple[list, list]:
+    async with pool.connection() as conn:
+        return await (await conn.execute(TERM_STATS)).fetchall(), await (await conn.execute(RECOUNTED)).fetchall()
+
+
+async def test_term_statistics_stay_exact_through_add_replace_and_delete(ingestor: Ingestor, pool) -> None:
+    first = await ingestor.add_text(
+        "Printer error E4711 means the fuser overheated.\n\n打印机错误代码表示定影器过热。",
+        title="Printer errors", scope="default", source_uri="test://printer", added_by="test",
+    )  # fmt: skip
+    await ingestor.add_text("The printer jams.", title="Jams", scope="other", source_uri=None, added_by="test")
+    added, recounted = await _term_stats_and_recount(pool)
+
+    await ingestor.add_text(
+        "Printer error E4712 means low toner.",
+        title="Printer errors", scope="default", source_uri="test://printer", added_by="test",
+    )  # fmt: skip
+    replaced, recounted_after_replace = await _term_stats_and_recount(pool)
+
+    await documents.delete_document(pool, first.document.id, ["default"])
+    deleted, recounted_after_delete = await _term_stats_and_recount(pool)
+
+    assert added == recounted and ("e4711", 1) in added and ("printer", 2) in added and ("打印", 1) in added
+    assert replaced == recounted_after_replace and "e4711" not in dict(replaced) and ("e4712", 1) in replaced
+    assert deleted == recounted_after_delete and ("printer", 1) in deleted and "e4712" not in dict(deleted)

@@ -13,10 +13,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from bot.embeddings import Embedder
 from bot.errors import RetrievalError
-from bot.retrieval import Retriever
+from bot.retrieval import Retriever, rarest_terms
 from bot.settings import Settings
 from bot.storage import search
 from bot.storage.pool import open_pool
+from bot.storage.search import TermFrequency
 from tests.fixtures.embeddings import CorpusDocument, IndexCorpus
 
 HANDBOOK = [
@@ -186,7 +187,7 @@ async def test_a_huge_query_is_searched_with_bounded_terms(retriever: Retriever,
     passages = await retriever.search(f"E4711 printer {words}", ["default"], 5)
 
     assert passages[0].chunk_id == handbook["Printer errors"]
-    assert len(search.KeywordQuery.from_text(words).words.split(" | ")) == search.MAX_QUERY_TERMS
+    assert len(search.KeywordQuery.from_text(words).words.split()) == search.MAX_QUERY_TERMS
 
 
 async def test_invalid_mode_or_k_is_a_value_error(retriever: Retriever) -> None:
@@ -281,7 +282,7 @@ async def test_iterative_hnsw_scan_fills_k_results_for_a_one_percent_scope(
     query = embedder.embed_query("The red fox lives near the forest.")
     params = {"embedding": query, "scopes": ["small"], "limit": 10}
     async with hnsw_only_pool.connection() as conn, conn.transaction():
-        await conn.execute(search.SET_EF_SEARCH, {"ef_search": str(settings.hnsw_ef_search)})
+        await conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(settings.hnsw_ef_search)])
         plan = "\n".join(
             row[0] for row in await (await conn.execute("EXPLAIN " + search.VECTOR_CANDIDATES, params)).fetchall()
         )
@@ -297,3 +298,52 @@ async def test_iterative_hnsw_scan_fills_k_results_for_a_one_percent_scope(
     assert {p.chunk_id for p in passages} <= set(one_percent_scope)
     similarities = [p.similarity for p in passages]
     assert similarities == sorted(similarities, reverse=True)
+
+
+# --- keyword search from the rarest terms -----------------------------------------------------------------
+
+
+def test_rarest_terms_fill_the_budget_from_the_rarest_and_keep_at_least_one() -> None:
+    frequencies = [TermFrequency("printer", 900), TermFrequency("e4711", 1), TermFrequency("the", 0)]
+
+    assert rarest_terms(frequencies, budget=1000) == ["e4711", "printer"]
+    assert rarest_terms(frequencies, budget=100) == ["e4711"]
+    assert rarest_terms([TermFrequency("printer", 900)], budget=10) == ["printer"]
+    assert rarest_terms([TermFrequency("nowhere", 0)], budget=10) == []
+
+
+@pytest.fixture
+async def printer_pile(index_documents: IndexCorpus) -> list[list[int]]:
+    """60 chunks about printers in ``bulk``, one naming error E4711 there, 12 about printers in ``small``."""
+    return await index_documents(
+        [
+            CorpusDocument(
+                "Printers", [f"Printer number {i} stands on floor {i % 5}." for i in range(60)], scope="bulk"
+            ),
+            CorpusDocument("Fuser", ["Printer error E4711 means the fuser overheated."], scope="bulk"),
+            CorpusDocument("Small", [f"The printer in room {i} prints labels." for i in range(12)], scope="small"),
+        ]
+    )
+
+
+async def test_a_rare_term_finds_its_chunk_when_only_a_few_chunks_are_ranked(
+    pool: AsyncConnectionPool, embedder: Embedder, settings: Settings, printer_pile: list[list[int]]
+) -> None:
+    narrow = Retriever(pool, embedder, settings.model_copy(update={"keyword_budget": 5}))
+
+    passages = await narrow.search("printer error E4711", ["bulk"], 5, mode="keyword")
+
+    assert passages[0].chunk_id == printer_pile[1][0]
+
+
+async def test_common_terms_and_small_scopes_still_return_k(
+    pool: AsyncConnectionPool, embedder: Embedder, settings: Settings, printer_pile: list[list[int]]
+) -> None:
+    narrow = Retriever(pool, embedder, settings.model_copy(update={"keyword_budget": 5}))
+
+    common = await narrow.search("printer floor", ["bulk"], 10, mode="keyword")
+    # "E4711" is the rarest term but lives outside the scope: the search widens to every term
+    scoped = await narrow.search("printer E4711", ["small"], 10, mode="keyword")
+
+    assert len(common) == 10
+    assert len(scoped) == 10 and {p.chunk_id for p in scoped} <= set(printer_pile[2])

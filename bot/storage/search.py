@@ -1,23 +1,27 @@
 """Candidate chunks for a query: nearest embeddings (pgvector HNSW) and full-text matches, within scopes.
 
-Vector search runs in a transaction with ``SET LOCAL hnsw.ef_search`` and ``hnsw.iterative_scan =
-relaxed_order``: without iterative scans a scope filter is applied after the index returned ``ef_search``
-rows, so a scope holding 1 % of the chunks would get almost nothing. Relaxed order may return rows slightly
-out of order, hence the materialized CTE re-sorted by distance.
+Vector search sets ``hnsw.ef_search`` and ``hnsw.iterative_scan = relaxed_order`` for its transaction: without
+iterative scans a scope filter is applied after the index returned ``ef_search`` rows, so a scope holding 1 % of
+the chunks would get almost nothing. Relaxed order may return rows slightly out of order, hence the materialized
+CTE re-sorted by distance.
 
-Keyword search ORs the query's terms (stemmed English words via the ``english`` configuration, CJK character
-bigrams via ``simple``, the same way ``chunks.tsv`` is built) and ranks with ``ts_rank(tsv, query, 1)``
-(frequency, normalised by log document length). With an OR query ``ts_rank`` rewards chunks matching more of
-the query's terms, while ``ts_rank_cd`` (cover density) mostly scores single-term covers: measured on 500
-SQuAD questions over 477 paragraphs, recall@5 is 0.922 with ``ts_rank(…, 1)`` and 0.722 with ``ts_rank_cd``.
-User text never reaches SQL: terms are reduced to letters/digits (or CJK bigrams) and passed as parameters.
+Keyword search never ranks every chunk that shares a word with the query. Query terms (stemmed English words via
+the ``english`` configuration, CJK character bigrams via ``simple``, the way ``chunks.tsv`` is built) are looked
+up in ``term_stats`` (document frequencies, kept exact by triggers: ``migrations/0002_term_stats.sql``); the
+caller (:mod:`bot.retrieval`) chooses the terms a chunk must *match* (the rarest) and at most ``cap`` matching
+chunks are ranked by ``ts_rank(tsv, <every query term OR-ed>, 1)`` (frequency, normalised by log document length).
+With an OR query ``ts_rank`` rewards chunks matching more of the query's terms, while ``ts_rank_cd`` mostly scores
+single-term covers: on 500 SQuAD questions over 477 paragraphs recall@5 is 0.922 with ``ts_rank(…, 1)`` and 0.722
+with ``ts_rank_cd``. User text never reaches SQL: terms are reduced to letters/digits (or CJK bigrams) and passed
+as parameters, and lexemes are quoted by ``quote_literal`` before they become a ``tsquery``.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,8 +39,9 @@ MAX_QUERY_TERMS = 64
 
 _WORD = re.compile(r"[^\W_]+")
 
-SET_EF_SEARCH = "SELECT set_config('hnsw.ef_search', %(ef_search)s, true)"
-SET_ITERATIVE_SCAN = "SET LOCAL hnsw.iterative_scan = relaxed_order"
+SET_VECTOR_SEARCH = """
+SELECT set_config('hnsw.ef_search', %(ef_search)s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)
+"""
 
 VECTOR_CANDIDATES = """
 WITH nearest AS MATERIALIZED (
@@ -54,13 +59,24 @@ JOIN documents d ON d.id = c.document_id
 ORDER BY n.distance, c.id
 """
 
+TERM_FREQUENCIES = """
+SELECT t.lexeme AS term, coalesce(s.df, 0) AS df
+FROM unnest(to_tsvector('english', %(words)s) || to_tsvector('simple', %(bigrams)s)) t
+LEFT JOIN term_stats s ON s.term = t.lexeme
+ORDER BY df, term
+"""
+
 KEYWORD_CANDIDATES = """
-WITH matches AS MATERIALIZED (
-    SELECT c.id, ts_rank(c.tsv, q.query, 1) AS rank
-    FROM (SELECT to_tsquery('english', %(words)s) || to_tsquery('simple', %(bigrams)s) AS query) q,
-         chunks c
-    WHERE c.scope = ANY(%(scopes)s) AND c.tsv @@ q.query
-    ORDER BY rank DESC, c.id
+WITH found AS MATERIALIZED (
+    SELECT c.id, c.tsv
+    FROM chunks c
+    WHERE c.scope = ANY(%(scopes)s)
+      AND c.tsv @@ (SELECT string_agg(quote_literal(t), ' | ')::tsquery FROM unnest(%(match)s::text[]) t)
+    LIMIT %(cap)s
+), matches AS MATERIALIZED (
+    SELECT f.id, ts_rank(f.tsv, q.query, 1) AS rank
+    FROM found f, (SELECT string_agg(quote_literal(t), ' | ')::tsquery AS query FROM unnest(%(rank)s::text[]) t) q
+    ORDER BY rank DESC, f.id
     LIMIT %(limit)s
 )
 SELECT c.id AS chunk_id, c.document_id, d.title, d.source_uri, c.scope, c.ordinal, c.text,
@@ -89,7 +105,7 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class KeywordQuery:
-    """A query's terms as ``to_tsquery`` OR-expressions: English words and CJK bigrams (either may be empty)."""
+    """A query's search words and CJK bigrams, each space-separated and distinct (either may be empty)."""
 
     words: str
     bigrams: str
@@ -98,53 +114,72 @@ class KeywordQuery:
     def from_text(cls, text: str) -> KeywordQuery:
         words = _distinct(_WORD.findall(strip_cjk(text).lower()))
         bigrams = _distinct(cjk_bigrams(text))
-        return cls(" | ".join(words), " | ".join(bigrams))
+        return cls(" ".join(words), " ".join(bigrams))
 
     def __bool__(self) -> bool:
         return bool(self.words or self.bigrams)
+
+
+@dataclass(frozen=True, slots=True)
+class TermFrequency:
+    """A query term as indexed (a lexeme) and how many chunks contain it."""
+
+    term: str
+    df: int
 
 
 def _distinct(terms: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(terms))[:MAX_QUERY_TERMS]
 
 
-async def find_candidates(
-    pool: AsyncConnectionPool,
-    scopes: Sequence[str],
-    limit: int,
-    *,
-    ef_search: int,
-    embedding: np.ndarray | None,
-    keywords: KeywordQuery | None,
-    vector: bool = True,
-) -> tuple[list[Candidate], list[Candidate]]:
-    """(vector candidates, keyword candidates), each best first and at most ``limit`` long.
-
-    Vector search runs when ``vector`` and an ``embedding`` are given; keyword search when ``keywords`` has
-    terms (its rows carry the cosine similarity too when ``embedding`` is given). Raises
-    :class:`RetrievalError` when the database fails.
-    """
-    scopes = list(scopes)
-    nearest: list[Candidate] = []
-    matches: list[Candidate] = []
+@asynccontextmanager
+async def _retrieval_errors() -> AsyncIterator[None]:
     try:
-        async with pool.connection() as conn, conn.transaction():
-            cur = conn.cursor(row_factory=class_row(Candidate))
-            if vector and embedding is not None:
-                await conn.execute(SET_EF_SEARCH, {"ef_search": str(ef_search)})
-                await conn.execute(SET_ITERATIVE_SCAN)
-                await cur.execute(VECTOR_CANDIDATES, {"embedding": embedding, "scopes": scopes, "limit": limit})
-                nearest = await cur.fetchall()
-            if keywords:
-                params = {
-                    "words": keywords.words,
-                    "bigrams": keywords.bigrams,
-                    "embedding": embedding,
-                    "scopes": scopes,
-                    "limit": limit,
-                }
-                await cur.execute(KEYWORD_CANDIDATES, params)
-                matches = await cur.fetchall()
+        yield
     except psycopg.Error as e:
         raise RetrievalError(f"searching the knowledge base failed: {e}") from e
-    return nearest, matches
+
+
+async def vector_candidates(
+    pool: AsyncConnectionPool, embedding: np.ndarray, scopes: Sequence[str], limit: int, *, ef_search: int
+) -> list[Candidate]:
+    """The ``limit`` chunks nearest to ``embedding`` in ``scopes``, nearest first (HNSW, iterative scan)."""
+    params = {"embedding": embedding, "scopes": list(scopes), "limit": limit}
+    async with _retrieval_errors(), pool.connection() as conn, conn.transaction():
+        await conn.execute(SET_VECTOR_SEARCH, {"ef_search": str(ef_search)})
+        cur = await conn.cursor(row_factory=class_row(Candidate)).execute(VECTOR_CANDIDATES, params)
+        return await cur.fetchall()
+
+
+async def term_frequencies(pool: AsyncConnectionPool, keywords: KeywordQuery) -> list[TermFrequency]:
+    """The query's distinct lexemes with their document frequencies (0 when no chunk has it), rarest first."""
+    params = {"words": keywords.words, "bigrams": keywords.bigrams}
+    async with _retrieval_errors(), pool.connection() as conn:
+        cur = await conn.cursor(row_factory=class_row(TermFrequency)).execute(TERM_FREQUENCIES, params)
+        return await cur.fetchall()
+
+
+async def keyword_candidates(
+    pool: AsyncConnectionPool,
+    *,
+    match: Sequence[str],
+    rank: Sequence[str],
+    scopes: Sequence[str],
+    limit: int,
+    cap: int,
+    embedding: np.ndarray | None,
+) -> list[Candidate]:
+    """Chunks in ``scopes`` holding any lexeme of ``match`` (at most ``cap`` of them, in no particular order),
+    best ``limit`` first by ``ts_rank`` against every lexeme of ``rank``. Rows carry the cosine similarity too
+    when ``embedding`` is given. Raises :class:`RetrievalError` when the database fails."""
+    params = {
+        "match": list(match),
+        "rank": list(rank),
+        "scopes": list(scopes),
+        "limit": limit,
+        "cap": cap,
+        "embedding": embedding,
+    }
+    async with _retrieval_errors(), pool.connection() as conn:
+        cur = await conn.cursor(row_factory=class_row(Candidate)).execute(KEYWORD_CANDIDATES, params)
+        return await cur.fetchall()
