@@ -1,11 +1,14 @@
-"""Ingestion throughput: Lorebot's Ingestor end to end vs the embedder alone vs langchain-postgres ``add_texts``.
+"""Ingestion throughput: Lorebot end to end (CLI and ``Ingestor``) vs the embedder alone vs langchain-postgres.
 
-All three get the same SQuAD v1.1 paragraphs (one document each) and the same embedding model; the LangChain
-store wraps Lorebot's embedder as a LangChain ``Embeddings`` and gets the same HNSW index, so the difference is
-chunking, per-document embedding calls, COPY vs row inserts and commits. Each method writes into its own fresh
-database on the embedded Postgres (or ``DATABASE_URL``'s server).
+All get the same SQuAD v1.1 paragraphs (one document each) and the same embedding model; the LangChain store wraps
+Lorebot's embedder as a LangChain ``Embeddings`` and gets the same HNSW index. The embedder alone runs twice: on
+the raw paragraphs, and on the chunk texts the Ingestor makes of them (title prefix, long paragraphs split rather
+than truncated), which is the model work ingestion has to do. Lorebot runs per document (``add_text``), in bulk
+(``add_many`` on texts, and on a folder of one Markdown file per paragraph) and as ``lorebot ingest <folder>`` in a
+new process (start-up and model load included). Each method writes into its own fresh database on the embedded
+Postgres (or ``DATABASE_URL``'s server). A last ``add_many`` run over the folder is profiled stage by stage.
 
-Embedding on CPU dominates those three, so a storage-only pass follows: ``--storage-docs`` paragraphs (cycled when
+Embedding on CPU dominates those, so a storage-only pass follows: ``--storage-docs`` paragraphs (cycled when
 more than the data set's 1,065) are chunked by Lorebot's chunker and given random unit vectors of the embedder's
 dimension up front (no model runs), then the same chunk texts and vectors are stored by Lorebot's
 ``replace_document`` (one transaction with binary COPY per document) and by langchain-postgres
@@ -22,13 +25,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import inspect
 import json
 import os
 import platform
 import random
+import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,8 +60,12 @@ if TYPE_CHECKING:
 
 DATASET = ROOT.parent / "shared" / "data" / "qa" / "squad-v1.1-dev-part-a.json"
 RESULTS = ROOT / "bench" / "results" / "ingest.json"
+EMBEDDER_PARAGRAPHS = "embedder alone, the raw paragraphs (one call)"
+EMBEDDER_CHUNKS = "embedder alone, the Ingestor's chunk texts (one call)"
+CLI = "lorebot ingest <folder> (new process, model load included)"
 PER_DOCUMENT = "Lorebot Ingestor.add_text (per document)"
-BULK = "Lorebot Ingestor.add_many (embedding batched across documents)"
+BULK = "Lorebot Ingestor.add_many, texts (embedding batched across documents)"
+BULK_FILES = "Lorebot Ingestor.add_many, the folder's files"
 LANGCHAIN = "langchain-postgres PGVectorStore.aadd_texts"
 STORAGE_LOREBOT = "storage only: Lorebot replace_document (per document)"
 STORAGE_LANGCHAIN = "storage only: langchain-postgres PGVectorStore.aadd_embeddings"
@@ -130,6 +139,112 @@ def bench_embedder(embedder: Embedder, texts: Sequence[str]) -> dict:
     vectors = embedder.embed_documents(texts)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "docs": len(texts), "chunks": int(vectors.shape[0])}
+
+
+def write_folder(docs: Sequence[tuple[str, str]], folder: Path) -> Path:
+    """One Markdown file per paragraph ("# title" and the paragraph), as a team's wiki export would be."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, (title, text) in enumerate(docs):
+        (folder / f"{i:04d}.md").write_text(f"# {title}\n\n{text}\n", encoding="utf-8")
+    return folder
+
+
+def bench_cli(conninfo: str, folder: Path, dim: int) -> dict:
+    """``lorebot ingest <folder>`` in a new process on a migrated database: start-up and model load included."""
+    migrate(conninfo, embedding_dim=dim)
+    env = {**os.environ, "DATABASE_URL": conninfo, "LOG_LEVEL": "WARNING"}
+    started = time.perf_counter()
+    subprocess.run([str(ROOT / ".venv" / "bin" / "lorebot"), "ingest", str(folder)], env=env, check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    seconds = time.perf_counter() - started
+    with psycopg.connect(conninfo) as conn:
+        docs, chunks = conn.execute("SELECT count(*), coalesce(sum(chunk_count), 0) FROM documents").fetchone()
+    return {"seconds": seconds, "docs": docs, "chunks": int(chunks)}
+
+
+class StageClock:
+    """Wall time spent inside the pipeline's stage functions, patched for one profiling run."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def timed(self, stage: str, function: Callable) -> Callable:
+        if inspect.iscoroutinefunction(function):
+
+            async def timed_async(*args, **kwargs):
+                started = time.perf_counter()
+                try:
+                    return await function(*args, **kwargs)
+                finally:
+                    self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
+
+            return timed_async
+
+        def timed_sync(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
+
+        return timed_sync
+
+
+class TimedTokenizer:
+    """The embedder's tokenizer, timed (the model's own tokenization, apart from its forward pass)."""
+
+    def __init__(self, tokenizer: object, clock: StageClock) -> None:
+        self.encode_batch = clock.timed("tokenize (embedder)", tokenizer.encode_batch)  # type: ignore[attr-defined]
+
+
+async def profile_stages(conninfo: str, embedder: Embedder, settings: Settings, folder: Path) -> dict:
+    """``Ingestor.add_many`` over the folder's files with each stage's functions timed (stages overlap: the next
+    window is prepared while one embeds, so the sum may exceed the wall time)."""
+    from bot.embeddings import MiniLMEmbedder
+    from bot.ingest import pipeline
+    from bot.storage import documents
+
+    clock = StageClock()
+    real = load_embedder(settings)
+    patches = [
+        (Path, "read_bytes", clock.timed("read", Path.read_bytes)),
+        (pipeline, "load_document", clock.timed("sniff + extract", pipeline.load_document)),
+        (pipeline, "chunk_document", clock.timed("chunk (token counting included)", pipeline.chunk_document)),
+        (documents, "find_unchanged", clock.timed("unchanged lookup", documents.find_unchanged)),
+        (
+            documents,
+            "replace_document",
+            clock.timed("store (one transaction per document)", documents.replace_document),
+        ),
+        (embedder, "embed_documents", clock.timed("embed (tokenize + forward)", embedder.embed_documents)),
+    ]
+    if isinstance(real, MiniLMEmbedder):
+        patches.append((real._model, "_tokenizer", TimedTokenizer(real._model._tokenizer, clock)))
+    originals = [(target, name, vars(target).get(name)) for target, name, _ in patches]
+    for target, name, replacement in patches:
+        setattr(target, name, replacement)
+    try:
+        result = await bench_ingestor_paths(conninfo, embedder, settings, sorted(folder.glob("*.md")))
+    finally:
+        for target, name, original in originals:
+            if original is None:
+                delattr(target, name)  # a method patched on the instance: the class's shows again
+            else:
+                setattr(target, name, original)
+    return {"wall_s": result["seconds"], "docs": result["docs"], "stages_s": clock.seconds}
+
+
+async def bench_ingestor_paths(conninfo: str, embedder: Embedder, settings: Settings, paths: Sequence[Path]) -> dict:
+    async with lorebot_pool(conninfo, embedder.dim, settings) as pool:
+        ingestor = Ingestor(pool, embedder, settings)
+        started = time.perf_counter()
+        chunks = 0
+        async for _, outcome in ingestor.add_many(paths, scope="bench", added_by="bench"):
+            if isinstance(outcome, Exception):
+                raise outcome
+            chunks += outcome.chunk_count
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "docs": len(paths), "chunks": chunks}
 
 
 @asynccontextmanager
@@ -256,10 +371,18 @@ async def main() -> None:
     server_uri = os.environ.get("DATABASE_URL") or start_embedded_server(Path(tempfile.mkdtemp(prefix="lorebench-")))
     prepared = prepare_storage(load_paragraphs(args.storage_docs, args.seed), settings, embedder.dim, args.seed)
 
+    chunk_texts = [c.text for title, text in docs for c in chunk_document(text, title=title, settings=settings)]
+    folder = write_folder(docs, Path(tempfile.mkdtemp(prefix="lorebench-docs-")))
+    load_before = os.getloadavg()
     results = {
-        "embedder alone (one batched call)": bench_embedder(embedder, [text for _, text in docs]),
+        EMBEDDER_PARAGRAPHS: bench_embedder(embedder, [text for _, text in docs]),
+        EMBEDDER_CHUNKS: {**bench_embedder(embedder, chunk_texts), "docs": len(docs)},
         PER_DOCUMENT: await bench_ingestor(fresh_database(server_uri, "bench_ingestor"), embedder, settings, docs),
         BULK: await bench_ingestor_bulk(fresh_database(server_uri, "bench_ingestor_bulk"), embedder, settings, docs),
+        BULK_FILES: await bench_ingestor_paths(
+            fresh_database(server_uri, "bench_ingestor_files"), embedder, settings, sorted(folder.glob("*.md"))
+        ),
+        CLI: bench_cli(fresh_database(server_uri, "bench_cli"), folder, embedder.dim),
         LANGCHAIN: await bench_langchain(fresh_database(server_uri, "bench_langchain"), embedder, docs),
         STORAGE_LOREBOT: await bench_storage_lorebot(
             fresh_database(server_uri, "bench_storage_lorebot"), embedder.dim, settings, prepared
@@ -268,9 +391,11 @@ async def main() -> None:
             fresh_database(server_uri, "bench_storage_langchain"), embedder, prepared
         ),
     }
+    profile = await profile_stages(fresh_database(server_uri, "bench_profile"), embedder, settings, folder)
+    load_after = os.getloadavg()
     print(
         f"\n{len(docs)} SQuAD paragraphs ({len(prepared)} for storage only), embedder {embedder.name}, "
-        f"{os.cpu_count()} CPUs"
+        f"{os.cpu_count()} CPUs, load average {load_before[0]:.1f} before / {load_after[0]:.1f} after"
     )
     width = max(map(len, results))
     print(f"{'method':<{width}} {'seconds':>8} {'docs/s':>8} {'chunks':>7} {'chunks/s':>9}")
@@ -280,11 +405,17 @@ async def main() -> None:
         print(f"{method:<{width}} {r['seconds']:8.2f} {r['docs_per_s']:8.1f} {r['chunks']:7d} {r['chunks_per_s']:9.1f}")
     storage_ratio = results[STORAGE_LOREBOT]["docs_per_s"] / results[STORAGE_LANGCHAIN]["docs_per_s"]
     print(f"storage only: Lorebot docs/s / langchain-postgres docs/s = {storage_ratio:.2f}")
+    rate = {method: r["docs_per_s"] for method, r in results.items()}
     bulk_ratios = {
-        "bulk_over_per_document": results[BULK]["docs_per_s"] / results[PER_DOCUMENT]["docs_per_s"],
-        "bulk_over_langchain": results[BULK]["docs_per_s"] / results[LANGCHAIN]["docs_per_s"],
+        f"{bulk} / {reference}": rate[bulk] / rate[reference]
+        for bulk in (BULK, BULK_FILES, CLI)
+        for reference in (EMBEDDER_PARAGRAPHS, EMBEDDER_CHUNKS, LANGCHAIN)
     }
-    print(", ".join(f"{name} = {ratio:.2f}" for name, ratio in bulk_ratios.items()))
+    for name, ratio in bulk_ratios.items():
+        print(f"{ratio:5.2f}  {name}")
+    print(f"stage profile of {BULK_FILES} ({profile['wall_s']:.2f} s wall; stages overlap):")
+    for stage, seconds in sorted(profile["stages_s"].items(), key=lambda item: -item[1]):
+        print(f"  {stage:<40} {seconds:7.2f} s  {seconds / profile['wall_s']:6.1%} of wall")
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
@@ -308,9 +439,11 @@ async def main() -> None:
                     "storage_vectors": f"random unit vectors of dimension {embedder.dim} (seed {args.seed})",
                 },
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__},
+                "load_average": {"before": load_before, "after": load_after},
                 "results": results,
                 "storage_ratio_lorebot_over_langchain": storage_ratio,
                 "end_to_end_ratios": bulk_ratios,
+                "stage_profile": profile,
             },
             indent=2,
         )

@@ -15,7 +15,7 @@ from bot.domain import Chunk
 from bot.embeddings import Embedder
 from bot.errors import IngestError, StorageError, UnsafeURLError
 from bot.ingest.loaders import MAX_TITLE_CHARS
-from bot.ingest.pipeline import Ingestor, TextSource, expand_sources
+from bot.ingest.pipeline import EMBED_WINDOW_BATCHES, Ingestor, TextSource, expand_sources
 from bot.settings import Settings
 from bot.storage import documents
 from tests.fixtures.http import LocalHTTPServer
@@ -378,6 +378,22 @@ async def test_bulk_results_and_chunks_equal_the_per_document_path(
         assert (got.document.content_hash, got.chunk_count) == (want.document.content_hash, want.chunk_count)
         got_rows, want_rows = await _rows(pool, got.document.id), await _rows(pool, want.document.id)
         assert [row[:5] for row in got_rows] == [row[:5] for row in want_rows]
+
+
+async def test_bulk_embeds_full_windows_across_documents_one_model_call_each(
+    pool: AsyncConnectionPool, counting: CountingEmbedder, settings: Settings
+) -> None:
+    small = settings.model_copy(update={"embedding_batch_size": 2})
+    window = small.embedding_batch_size * EMBED_WINDOW_BATCHES
+    items = [TextSource(f"Note {i}: the printer on floor {i} was serviced.", title=f"n{i}") for i in range(window + 3)]
+    calls: list[int] = []
+    inner = counting.embed_documents
+    counting.embed_documents = lambda chunk_texts: calls.append(len(chunk_texts)) or inner(chunk_texts)
+
+    results = await _collect(Ingestor(pool, counting, small), items, scope="bulk")
+
+    assert [r.status for r in results] == ["added"] * len(items)
+    assert calls == [window, 3]  # one call per window of one-chunk documents, full but for the last
 
 
 async def test_bulk_skips_unchanged_replaces_changed_and_isolates_bad_documents(

@@ -48,6 +48,10 @@ class TextSource:
 IngestSource = Path | str | TextSource
 """What :meth:`Ingestor.add_many` adds: a local file, a URL (as :func:`expand_sources` gives them) or text."""
 
+EMBED_WINDOW_BATCHES = 8
+"""Model batches per embedding call in :meth:`Ingestor.add_many`. The model sorts a call's texts by length before
+batching, so a call of several batches pads far less than one of a single batch of mixed lengths."""
+
 
 @dataclass(frozen=True, slots=True)
 class _Prepared:
@@ -61,6 +65,10 @@ class _Prepared:
     size: int
     added_by: str
     chunk_ms: float
+
+
+_Done = tuple[IngestSource, IngestResult | LorebotError]
+_Outcome = tuple[IngestSource, IngestResult | LorebotError | _Prepared]
 
 
 class Ingestor:
@@ -110,39 +118,46 @@ class Ingestor:
         """Add many sources, yielding ``(item, result or error)`` for each, in order, as windows complete.
 
         Results are those of the single-document methods (same checks, limits, statuses and errors), but the
-        chunks of up to ``settings.embedding_batch_size`` prepared documents are embedded in one call. Each
-        document is still stored in its own transaction, and a failing document only fails itself.
+        chunks of a window of prepared documents (up to ``EMBED_WINDOW_BATCHES`` full model batches) are embedded
+        in one call, and the next window is prepared while that runs. Each document is still stored in its own
+        transaction, and a failing document only fails itself.
         """
-        window: list[tuple[IngestSource, IngestResult | LorebotError | _Prepared]] = []
-        pending: set[str] = set()  # sources prepared in this window but not stored yet
+        window: list[_Outcome] = []
+        pending: set[str] = set()  # sources prepared but not stored yet (this window and the one in flight)
         chunk_total = 0
-        limit = self.settings.embedding_batch_size
-        for item in items:
-            try:
-                outcome: IngestResult | LorebotError | _Prepared = await self._prepare(item, scope, added_by)
-            except LorebotError as e:
-                outcome = e
-            if isinstance(outcome, _Prepared) and outcome.source_uri in pending:
-                # The same source twice: store the first before deciding about the second, as one by one would.
-                async for done in self._flush(window):
-                    yield done
-                window, pending, chunk_total = [], set(), 0
-                unchanged = await self._unchanged(scope, outcome.source_uri, outcome.content_hash)
-                outcome = unchanged or outcome
-            window.append((item, outcome))
-            if isinstance(outcome, _Prepared):
-                pending.add(outcome.source_uri)
-                chunk_total += len(outcome.chunks)
-            if chunk_total >= limit or len(window) >= limit:
-                async for done in self._flush(window):
-                    yield done
-                window, pending, chunk_total = [], set(), 0
-        async for done in self._flush(window):
-            yield done
+        limit = self.settings.embedding_batch_size * EMBED_WINDOW_BATCHES
+        in_flight: asyncio.Task[list[_Done]] | None = None  # the previous window, being embedded and stored
+        try:
+            for item in items:
+                try:
+                    outcome: IngestResult | LorebotError | _Prepared = await self._prepare(item, scope, added_by)
+                except LorebotError as e:
+                    outcome = e
+                if isinstance(outcome, _Prepared) and outcome.source_uri in pending:
+                    # The same source twice: store the first before deciding about the second, as one by one would.
+                    for done in [*(await in_flight if in_flight else []), *await self._flush(window)]:
+                        yield done
+                    in_flight, window, pending, chunk_total = None, [], set(), 0
+                    unchanged = await self._unchanged(scope, outcome.source_uri, outcome.content_hash)
+                    outcome = unchanged or outcome
+                window.append((item, outcome))
+                if isinstance(outcome, _Prepared):
+                    pending.add(outcome.source_uri)
+                    chunk_total += len(outcome.chunks)
+                if chunk_total >= limit or len(window) >= limit:
+                    for done in await in_flight if in_flight else []:
+                        yield done
+                    in_flight = asyncio.create_task(self._flush(window))
+                    pending = {o.source_uri for _, o in window if isinstance(o, _Prepared)}
+                    window, chunk_total = [], 0
+            for done in [*(await in_flight if in_flight else []), *await self._flush(window)]:
+                yield done
+            in_flight = None
+        finally:
+            if in_flight is not None:
+                in_flight.cancel()
 
-    async def _flush(
-        self, window: list[tuple[IngestSource, IngestResult | LorebotError | _Prepared]]
-    ) -> AsyncIterator[tuple[IngestSource, IngestResult | LorebotError]]:
+    async def _flush(self, window: list[_Outcome]) -> list[_Done]:
         """Embed every prepared document of ``window`` in one call, then store each one on its own."""
         prepared = [outcome for _, outcome in window if isinstance(outcome, _Prepared)]
         vectors: dict[int, np.ndarray] = {}
@@ -160,6 +175,7 @@ class Ingestor:
                 for p in prepared:
                     vectors[id(p)] = embeddings[offset : offset + len(p.chunks)]
                     offset += len(p.chunks)
+        done: list[_Done] = []
         for item, outcome in window:
             if isinstance(outcome, _Prepared):
                 try:
@@ -169,7 +185,8 @@ class Ingestor:
                         outcome = await self._index(outcome)
                 except LorebotError as e:
                     outcome = e
-            yield item, outcome
+            done.append((item, outcome))
+        return done
 
     # --- prepare: checks, load, chunk, unchanged check (no embedding) ------------------------------------
 
