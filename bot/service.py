@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 from psycopg_pool import AsyncConnectionPool
 
 from bot.access import AuditTrail
+from bot.answer.citations import citation
+from bot.answer.prompt import format_context
 from bot.domain import (
     Actor,
     Answer,
@@ -31,9 +33,11 @@ from bot.domain import (
     Score,
 )
 from bot.embeddings import Embedder, LazyEmbedder
-from bot.errors import LorebotError, NotFound
+from bot.errors import AnswerError, IngestError, LorebotError, NotFound
 from bot.ingest.fetch import redact_credentials
+from bot.ingest.loaders import check_readable
 from bot.ingest.pipeline import Ingestor, IngestSource, TextSource
+from bot.observer import ServiceObserver
 from bot.ratelimit import RateLimiter
 from bot.retrieval import Retriever
 from bot.scopes import resolve_scopes
@@ -41,6 +45,7 @@ from bot.settings import Settings
 from bot.storage import conversations, documents, events, feedback
 from bot.storage.migrate import migrate
 from bot.storage.pool import open_pool, resolve_database_url
+from bot.streaming import final_answer
 from bot.validation import check_actor, checked_question, clean_text, question_text
 
 if TYPE_CHECKING:
@@ -52,8 +57,11 @@ log = logging.getLogger(__name__)
 class Lorebot:
     """Ask, stream, search, add/list/remove documents and record feedback on behalf of an :class:`Actor`."""
 
-    def __init__(self, settings: Settings, pool: AsyncConnectionPool, embedder: Embedder) -> None:
+    def __init__(
+        self, settings: Settings, pool: AsyncConnectionPool, embedder: Embedder, observer: ServiceObserver | None = None
+    ) -> None:
         self.settings = settings
+        self.observer = observer or ServiceObserver()
         self.pool = pool
         self.embedder = embedder
         self.retriever = Retriever(pool, embedder, settings)
@@ -62,10 +70,18 @@ class Lorebot:
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
 
     @classmethod
-    async def start(cls, settings: Settings, *, embedder: Embedder | None = None, load_model: bool = True) -> Lorebot:
+    async def start(
+        cls,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        load_model: bool = True,
+        observer: ServiceObserver | None = None,
+    ) -> Lorebot:
         """Connect (starting the embedded Postgres if needed), migrate, and load the embedding model while the
         database starts. With ``load_model=False`` the model loads on first use instead: commands that never
-        embed then skip importing torch and reading the weights (seconds)."""
+        embed then skip importing torch and reading the weights (seconds). ``observer`` watches the service
+        (metrics)."""
         embedder = embedder or LazyEmbedder(settings)
         starting = [asyncio.to_thread(resolve_database_url, settings)]
         if load_model and isinstance(embedder, LazyEmbedder):
@@ -73,7 +89,7 @@ class Lorebot:
         conninfo, *_ = await asyncio.gather(*starting)
         await asyncio.to_thread(migrate, conninfo, embedding_dim=embedder.dim)
         pool = await open_pool(conninfo, settings)
-        return cls(settings, pool, embedder)
+        return cls(settings, pool, embedder, observer)
 
     @cached_property
     def answerer(self) -> Answerer:
@@ -93,12 +109,7 @@ class Lorebot:
 
     async def ask(self, question: Question) -> Answer:
         """Answer completely; raises :class:`~bot.errors.RateLimited`, ``AnswerError``, ``RetrievalError``."""
-        answer: Answer | None = None
-        async for event in self.stream(question):
-            if isinstance(event, Answer):
-                answer = event
-        assert answer is not None, "the answer stream always ends with an Answer"
-        return answer
+        return await final_answer(self.stream(question))
 
     async def stream(self, question: Question) -> AsyncIterator[AnswerDelta | Answer]:
         """Stream the answer as :class:`AnswerDelta` pieces, then the recorded :class:`Answer`.
@@ -111,14 +122,20 @@ class Lorebot:
         started = time.perf_counter()
         history = await self._history(question.conversation)
         final: Answer | None = None
-        async for event in self.answerer.stream(question.text, question.scopes, history):
-            if isinstance(event, Answer):
-                final = event
-            else:
-                yield event
+        try:
+            async for event in self.answerer.stream(question.text, question.scopes, history):
+                if isinstance(event, Answer):
+                    final = event
+                else:
+                    yield event
+        except AnswerError as e:
+            self.observer.llm_failed(e)
+            raise
         assert final is not None
         latency_ms = int((time.perf_counter() - started) * 1000)
-        message_id = await conversations.record_message(self.pool, question, final, latency_ms=latency_ms)
+        message_id = await conversations.record_message(
+            self.pool, question, final, prompt_context=format_context(final.passages), latency_ms=latency_ms
+        )
         log.info(
             "answered message=%d actor=%s found=%s citations=%d latency_ms=%d",
             message_id,
@@ -127,7 +144,25 @@ class Lorebot:
             len(final.citations),
             latency_ms,
         )
-        yield _with_message_id(final, message_id)
+        final = _with_message_id(final, message_id)
+        self.observer.answered(question.actor.platform, final, time.perf_counter() - started)
+        yield final
+
+    async def answer(self, message_id: int, actor: Actor) -> Answer:
+        """The answer recorded as ``message_id``, for the actor who asked it (sharing a private answer later, from
+        any replica or after a restart); raises :class:`NotFound` for anyone else or an unknown id."""
+        stored = await conversations.stored_answer(self.pool, message_id)
+        if stored is None or (stored.platform, stored.user_id) != (actor.platform, actor.user_id):
+            raise NotFound(f"no answer {message_id} asked by {actor.ref}")
+        return Answer(
+            text=stored.text,
+            citations=tuple(citation(number, passage) for number, passage in stored.cited),
+            passages=tuple(passage for _, passage in stored.cited),
+            found=stored.found,
+            model=stored.model,
+            message_id=stored.message_id,
+            search_query=stored.search_query,
+        )
 
     async def knows_conversation(self, key: ConversationKey) -> bool:
         """True when the bot already answered in this conversation (thread follow-ups need no mention)."""
@@ -140,9 +175,14 @@ class Lorebot:
 
     async def search(self, actor: Actor, query: str, scopes: Sequence[str], k: int | None = None) -> list[Passage]:
         """The top passages for ``query`` in ``scopes`` (no LLM involved); ``InvalidQuestion`` for a query that
-        would not be a valid question."""
+        would not be a valid question, ``InvalidInput`` for an actor whose ids are not."""
         query = question_text(query, what="search text")
-        return await self.retriever.search(query, scopes, k or self.settings.retrieval_k)
+        check_actor(actor)
+        started = time.perf_counter()
+        passages = await self.retriever.search(query, scopes, k or self.settings.retrieval_k)
+        self.observer.searched(time.perf_counter() - started)
+        log.info("search by %s in %s: %d passages", actor.ref, ",".join(scopes), len(passages))
+        return passages
 
     async def record_feedback(self, actor: Actor, message_id: int, score: Score, comment: str = "") -> None:
         """Store (or change) ``actor``'s rating of an answer; raises :class:`NotFound` for unknown answers."""
@@ -150,6 +190,7 @@ class Lorebot:
             raise ValueError("score must be 1 or -1")
         check_actor(actor)
         await feedback.record(self.pool, message_id, actor, score, clean_text(comment.strip()[:2000]))
+        self.observer.rated(score)
 
     async def claim_event(self, platform: str, event_id: str) -> bool:
         """True for the first claim of a platform event id, False for every re-delivery (any process)."""
@@ -158,14 +199,28 @@ class Lorebot:
     # --- knowledge administration (admin only, audited) --------------------------------------------
     # Titles, names and texts are cleaned and credentials redacted before anything is stored or audited.
 
+    async def require_admin(self, actor: Actor, action: str, *, target: str) -> None:
+        """Refuse (and audit) a non-admin before an adapter fetches anything for ``action``, such as an upload's
+        bytes; raises :class:`~bot.errors.PermissionDenied`."""
+        await self.audit.require_admin(actor, action, target=target)
+
+    def check_upload(self, filename: str, declared_mime: str | None, size: int) -> None:
+        """Refuse an upload before downloading it: larger than ``max_document_bytes`` or of a type the loaders
+        cannot read; raises :class:`~bot.errors.IngestError`."""
+        if size > self.settings.max_document_bytes:
+            raise IngestError(f"{filename} is {size} bytes; the limit is {self.settings.max_document_bytes}")
+        check_readable(filename, declared_mime)
+
     async def add_text(
         self, actor: Actor, text: str, *, title: str = "", scope: str | None = None, source_uri: str | None = None
     ) -> IngestResult:
         scope = scope or self.settings.default_scope
         source = _cleaned(TextSource(text, title, source_uri))
         async with self.audit.admin_action(actor, "add_text", target=_audit_target(source)[1]) as entry:
-            result = await self.ingestor.add_text(
-                source.text, title=source.title, scope=scope, source_uri=source.source_uri, added_by=actor.ref
+            result = await self._counted(
+                self.ingestor.add_text(
+                    source.text, title=source.title, scope=scope, source_uri=source.source_uri, added_by=actor.ref
+                )
             )
             entry.record(result)
         return result
@@ -184,13 +239,15 @@ class Lorebot:
         filename = clean_text(filename)
         source_uri = redact_credentials(clean_text(source_uri or f"upload:{actor.platform}:{filename}"))
         async with self.audit.admin_action(actor, "add_file", target=source_uri) as entry:
-            result = await self.ingestor.add_bytes(
-                data,
-                filename=filename,
-                scope=scope,
-                source_uri=source_uri,
-                added_by=actor.ref,
-                declared_mime=declared_mime,
+            result = await self._counted(
+                self.ingestor.add_bytes(
+                    data,
+                    filename=filename,
+                    scope=scope,
+                    source_uri=source_uri,
+                    added_by=actor.ref,
+                    declared_mime=declared_mime,
+                )
             )
             entry.record(result)
         return result
@@ -198,14 +255,14 @@ class Lorebot:
     async def add_path(self, actor: Actor, path: Path, *, scope: str | None = None) -> IngestResult:
         scope = scope or self.settings.default_scope
         async with self.audit.admin_action(actor, "add_path", target=str(path)) as entry:
-            result = await self.ingestor.add_path(path, scope=scope, added_by=actor.ref)
+            result = await self._counted(self.ingestor.add_path(path, scope=scope, added_by=actor.ref))
             entry.record(result)
         return result
 
     async def add_url(self, actor: Actor, url: str, *, scope: str | None = None) -> IngestResult:
         scope = scope or self.settings.default_scope
         async with self.audit.admin_action(actor, "add_url", target=_audit_target(url)[1]) as entry:
-            result = await self.ingestor.add_url(url, scope=scope, added_by=actor.ref)
+            result = await self._counted(self.ingestor.add_url(url, scope=scope, added_by=actor.ref))
             entry.record(result)
         return result
 
@@ -228,11 +285,31 @@ class Lorebot:
                     entry.failed(outcome)
                 else:
                     entry.record(outcome)
+            self._observe_ingestion(outcome)
             yield item, outcome
 
+    async def _counted(self, ingestion: Awaitable[IngestResult]) -> IngestResult:
+        try:
+            result = await ingestion
+        except IngestError as e:
+            self._observe_ingestion(e)
+            raise
+        self._observe_ingestion(result)
+        return result
+
+    def _observe_ingestion(self, outcome: IngestResult | LorebotError) -> None:
+        if isinstance(outcome, IngestResult):
+            self.observer.ingested(outcome)
+        elif isinstance(outcome, IngestError):
+            self.observer.ingest_rejected(outcome)
+
     async def list_documents(self, actor: Actor, scopes: Sequence[str]) -> list[Document]:
-        """Documents in ``scopes``, newest first (anyone may list what they may ask about)."""
-        return await documents.list_documents(self.pool, scopes)
+        """Documents in ``scopes``, newest first (anyone may list what they may ask about); ``InvalidInput`` for
+        an actor whose ids are not valid."""
+        check_actor(actor)
+        listed = await documents.list_documents(self.pool, scopes)
+        log.info("documents listed by %s in %s: %d", actor.ref, ",".join(scopes), len(listed))
+        return listed
 
     async def remove_document(self, actor: Actor, document_id: int, scopes: Sequence[str]) -> Document:
         """Delete a document and its chunks; only within ``scopes``; raises :class:`NotFound` otherwise."""

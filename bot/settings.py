@@ -1,6 +1,8 @@
-"""Lorebot settings: the only module that reads the environment (and ``.env``).
+"""Lorebot settings: the core's part of the environment (and ``.env``).
 
-The entry point builds one :class:`Settings` and passes it down; nothing else calls ``os.environ``.
+The entry point builds one :class:`Settings` and passes it down; nothing calls ``os.environ``. Each connector
+reads its own part the same way, with its own prefix (``connectors.slack.settings``: ``SLACK_*``,
+``connectors.discord.settings``: ``DISCORD_*``).
 Names are the environment variable names (case-insensitive), e.g. ``DATABASE_URL``, ``LLM_BASE_URL``.
 Secrets are :class:`~pydantic.SecretStr` so they never appear in logs or reprs.
 """
@@ -116,29 +118,6 @@ class Settings(BaseSettings):
         description='JSON: {"slack:T1:C1": ["support"], "discord:G1": ["docs"]}; most specific key wins',
     )
     rate_limit_per_minute: int = Field(default=10, ge=0, description="Questions per user per minute; 0 = off")
-
-    # --- Slack ---------------------------------------------------------------------------------------
-    slack_bot_token: SecretStr | None = None
-    slack_app_token: SecretStr | None = None
-    slack_signing_secret: SecretStr | None = None
-    slack_mode: Literal["socket", "http"] = "socket"
-    slack_api_url: str = "https://slack.com/api/"
-    slack_http_host: str = Field(default="0.0.0.0", description="Bind address in HTTP mode")
-    slack_http_port: int = Field(default=3000, ge=0, le=65535, description="HTTP mode port; 0 = any free port")
-    slack_http_path: str = "/slack/events"
-    slack_admin_user_ids: CsvList = Field(default_factory=list)
-    slack_admin_usergroup_ids: CsvList = Field(default_factory=list)
-    slack_workspace_admins_are_admins: bool = False
-    slack_ignore_other_bots: bool = True
-
-    # --- Discord -------------------------------------------------------------------------------------
-    discord_token: SecretStr | None = None
-    discord_dev_guild_ids: CsvList = Field(default_factory=list, description="Sync commands per guild (dev)")
-    discord_admin_role_ids: CsvList = Field(default_factory=list)
-    discord_admin_user_ids: CsvList = Field(default_factory=list)
-    discord_reply_in_thread: bool = False
-    discord_message_content_intent: bool = False
-    discord_max_attachment_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
 
     # --- operations ----------------------------------------------------------------------------------
     health_host: str = "0.0.0.0"

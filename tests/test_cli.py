@@ -114,7 +114,7 @@ def test_chat_logs_to_a_file_in_the_data_dir_and_shows_only_the_conversation(
     env |= {"DATA_DIR": str(fresh_data_dir), "LLM_BASE_URL": fake_llm.base_url, "LOG_LEVEL": "INFO"}
 
     chat = subprocess.run(
-        [sys.executable, "-c", "from bot.cli import app; app()", "chat"],
+        [sys.executable, "-c", "from lorebot.cli import app; app()", "chat"],
         input="What is Lorebot?\nexit\n",
         capture_output=True,
         text=True,

@@ -39,7 +39,7 @@ def question(text: str, key: ConversationKey | None = THREAD, actor: Actor = ALI
 
 async def test_history_returns_the_last_turns_oldest_first(pool) -> None:
     for n in range(5):
-        await conversations.record_message(pool, question(f"q{n}"), answer(f"a{n}"), latency_ms=10)
+        await conversations.record_message(pool, question(f"q{n}"), answer(f"a{n}"), prompt_context="", latency_ms=10)
 
     turns = await conversations.history(pool, THREAD, limit=3)
 
@@ -48,8 +48,8 @@ async def test_history_returns_the_last_turns_oldest_first(pool) -> None:
 
 async def test_history_is_kept_per_thread(pool) -> None:
     other = ConversationKey("slack", "T1", "C1", "1700000000.000999")
-    await conversations.record_message(pool, question("here"), answer("a"), latency_ms=1)
-    await conversations.record_message(pool, question("there", other), answer("b"), latency_ms=1)
+    await conversations.record_message(pool, question("here"), answer("a"), prompt_context="", latency_ms=1)
+    await conversations.record_message(pool, question("there", other), answer("b"), prompt_context="", latency_ms=1)
 
     assert await conversations.history(pool, THREAD, limit=10) == [Turn("here", "a")]
     assert await conversations.history(pool, other, limit=10) == [Turn("there", "b")]
@@ -62,8 +62,10 @@ async def test_unknown_conversation_has_no_history_and_does_not_exist(pool) -> N
 
 
 async def test_recording_an_answer_creates_the_conversation_once(pool) -> None:
-    first = await conversations.record_message(pool, question("q1"), answer("a1"), latency_ms=5)
-    second = await conversations.record_message(pool, question("q2", actor=BOB), answer("a2"), latency_ms=5)
+    first = await conversations.record_message(pool, question("q1"), answer("a1"), prompt_context="", latency_ms=5)
+    second = await conversations.record_message(
+        pool, question("q2", actor=BOB), answer("a2"), prompt_context="", latency_ms=5
+    )
 
     assert second > first
     assert await conversations.exists(pool, THREAD)
@@ -74,7 +76,11 @@ async def test_recording_an_answer_creates_the_conversation_once(pool) -> None:
 
 async def test_message_record_holds_what_sft_needs_to_rebuild_the_example(pool) -> None:
     message_id = await conversations.record_message(
-        pool, question("When is dinner?"), answer("At 7pm [2]."), latency_ms=321
+        pool,
+        question("When is dinner?"),
+        answer("At 7pm [2]."),
+        prompt_context=format_context(PASSAGES),
+        latency_ms=321,
     )
 
     async with pool.connection() as conn:
@@ -91,7 +97,9 @@ async def test_message_record_holds_what_sft_needs_to_rebuild_the_example(pool) 
 
 
 async def test_answer_without_conversation_is_recorded_standalone(pool) -> None:
-    message_id = await conversations.record_message(pool, question("cli", key=None), answer("x"), latency_ms=1)
+    message_id = await conversations.record_message(
+        pool, question("cli", key=None), answer("x"), prompt_context="", latency_ms=1
+    )
 
     async with pool.connection() as conn:
         row = await (await conn.execute("SELECT conversation_id FROM messages WHERE id = %s", (message_id,))).fetchone()
@@ -100,7 +108,7 @@ async def test_answer_without_conversation_is_recorded_standalone(pool) -> None:
 
 async def test_not_found_answer_is_recorded_with_no_citations(pool) -> None:
     empty = Answer("I could not find this in the knowledge base.", (), (), False, "fake-model")
-    message_id = await conversations.record_message(pool, question("?"), empty, latency_ms=1)
+    message_id = await conversations.record_message(pool, question("?"), empty, prompt_context="", latency_ms=1)
 
     async with pool.connection() as conn:
         cursor = await conn.execute(
@@ -117,7 +125,7 @@ async def votes(pool) -> list[tuple]:
 
 
 async def test_one_vote_per_user_per_message_and_voting_again_changes_it(pool) -> None:
-    message_id = await conversations.record_message(pool, question("q"), answer("a"), latency_ms=1)
+    message_id = await conversations.record_message(pool, question("q"), answer("a"), prompt_context="", latency_ms=1)
 
     await feedback.record(pool, message_id, ALICE, 1, "spot on")
     await feedback.record(pool, message_id, ALICE, -1, "")
@@ -130,7 +138,7 @@ async def test_one_vote_per_user_per_message_and_voting_again_changes_it(pool) -
 
 
 async def test_a_new_comment_replaces_the_old_one(pool) -> None:
-    message_id = await conversations.record_message(pool, question("q"), answer("a"), latency_ms=1)
+    message_id = await conversations.record_message(pool, question("q"), answer("a"), prompt_context="", latency_ms=1)
 
     await feedback.record(pool, message_id, ALICE, 1, "good")
     await feedback.record(pool, message_id, ALICE, -1, "actually outdated")

@@ -24,6 +24,8 @@ from packaging.requirements import Requirement
 
 from bot.ops.lifecycle import CONNECTOR_CLOSE_TIMEOUT_S
 from bot.settings import Settings
+from connectors.discord.settings import DiscordSettings
+from connectors.slack.settings import SlackSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 BOTS = ("slack", "discord")
@@ -31,7 +33,10 @@ ALWAYS_ON = {"postgres", "migrate", "slack", "discord"}
 COMPOSE_ONLY_MARKER = "compose-only variables"
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 ENV_LINE = re.compile(r"^#?\s?([A-Z][A-Z0-9_]*)=(.*)$")
-SETTING_NAMES = {name.upper() for name in Settings.model_fields}
+SETTINGS_CLASSES = (Settings, SlackSettings, DiscordSettings)
+SETTING_NAMES = {
+    f"{cls.model_config.get('env_prefix', '')}{name}".upper() for cls in SETTINGS_CLASSES for name in cls.model_fields
+}
 
 
 @pytest.fixture(scope="module")
@@ -160,12 +165,15 @@ def test_env_example_documents_every_setting_with_a_valid_example(tmp_path: Path
     assert not set(documented) - SETTING_NAMES, "stale names in the settings part of .env.example"
     every_example = tmp_path / "all.env"
     every_example.write_text("".join(f"{name}={value}\n" for name, value in documented.items()))
-    Settings(_env_file=every_example)  # raises if any documented example does not parse
+    for cls in SETTINGS_CLASSES:
+        cls(_env_file=every_example)  # raises if any documented example does not parse
 
 
 def test_env_example_as_copied_gives_valid_settings_with_secrets_unset() -> None:
     settings = Settings(_env_file=ROOT / ".env.example")
-    assert settings.database_url is None and settings.slack_bot_token is None
+    slack = SlackSettings(_env_file=ROOT / ".env.example")
+    discord = DiscordSettings(_env_file=ROOT / ".env.example")
+    assert settings.database_url is None and slack.bot_token is None and discord.token is None
 
 
 def test_bots_get_time_to_drain_before_docker_kills_them(services) -> None:
@@ -229,7 +237,7 @@ def test_constraints_pin_every_dependency_within_its_declared_range() -> None:
 def test_dockerignore_keeps_secrets_and_the_virtualenv_out_of_the_image() -> None:
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert {".env", ".venv", ".git"} <= set(ignored)
-    assert not {"bot", "connectors", "migrations", "docker", "pyproject.toml"} & set(ignored)
+    assert not {"lorebot", "bot", "connectors", "migrations", "docker", "pyproject.toml"} & set(ignored)
 
 
 # --- the entry point, run for real ------------------------------------------------------------------------

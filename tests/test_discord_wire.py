@@ -165,9 +165,7 @@ async def test_non_admin_cannot_add_and_the_file_is_never_downloaded(bot: Lorebo
 async def test_oversize_and_binary_attachments_are_refused_before_download(
     bot: LorebotClient, world: DiscordWorld
 ) -> None:
-    huge = world.fake.add_attachment(
-        "big.txt", b"x", "text/plain", size=world.service.settings.discord_max_attachment_bytes + 1
-    )
+    huge = world.fake.add_attachment("big.txt", b"x", "text/plain", size=world.settings.max_attachment_bytes + 1)
     image = world.fake.add_attachment("photo.png", b"\x89PNG....", "image/png")
 
     replies = []
@@ -192,7 +190,7 @@ async def test_mention_opens_a_thread_and_a_follow_up_there_sends_history_to_the
 ) -> None:
     await seed_hours(world.service)
     world.llm.script(answer_or_condense("Saturdays from 10am to 2pm [1]."))
-    async with running_bot(world.service, world.fake, discord_reply_in_thread=True):
+    async with running_bot(world, reply_in_thread=True):
         question = await world.fake.post_as_user("When is support open on Saturday?", mention_bot=True)
         thread = await world.fake.wait_for(lambda: world.fake.threads.get(question["id"]))
         await world.fake.wait_for_call(
@@ -235,13 +233,13 @@ async def test_reply_to_the_bots_answer_continues_the_reply_chain_conversation(
 async def test_thumbs_up_after_a_restart_is_recorded(world: DiscordWorld) -> None:
     await seed_hours(world.service)
     world.llm.reply("Saturdays from 10am to 2pm [1].")
-    async with running_bot(world.service, world.fake):
+    async with running_bot(world):
         interaction = await world.fake.slash("ask", [{"name": "question", "type": 3, "value": "Saturday hours?"}])
         await final_edit(world.fake, interaction["token"])
     answer = interaction["original"]
     up = custom_ids(answer)[0]
 
-    async with running_bot(world.service, world.fake):
+    async with running_bot(world):
         click = await world.fake.click(answer, up)
         thanks = await world.fake.wait_for_call("POST", rf"/interactions/\d+/{click['token']}/callback")
 
@@ -292,9 +290,15 @@ async def test_answer_after_the_interaction_window_is_posted_in_the_channel_with
 async def test_a_guild_never_gets_answers_from_another_scope(world: DiscordWorld) -> None:
     await world.service.add_text(SEEDER, HOURS, title="Support hours", scope="other-guild")
     scope_map = {f"discord:{world.fake.guild_id}": ["this-guild"]}
-    async with running_bot(world.service, world.fake, scope_map=scope_map):
-        interaction = await world.fake.slash("ask", [{"name": "question", "type": 3, "value": "Saturday hours?"}])
-        final = await final_edit(world.fake, interaction["token"])
+    scoped = await Lorebot.start(
+        world.service.settings.model_copy(update={"scope_map": scope_map}), embedder=world.embedder
+    )
+    try:
+        async with running_bot(world, scoped):
+            interaction = await world.fake.slash("ask", [{"name": "question", "type": 3, "value": "Saturday hours?"}])
+            final = await final_edit(world.fake, interaction["token"])
+    finally:
+        await scoped.close()
 
     assert "embeds" not in final.body or final.body["embeds"] == []
     assert world.llm.chat_requests == []
@@ -305,7 +309,7 @@ async def test_rate_limited_user_gets_a_friendly_message(world: DiscordWorld) ->
         world.service.settings.model_copy(update={"rate_limit_per_minute": 1}), embedder=world.embedder
     )
     await seed_hours(strict)
-    async with running_bot(strict, world.fake):
+    async with running_bot(world, strict):
         first = await world.fake.slash("ask", [{"name": "question", "type": 3, "value": "Saturday hours?"}])
         await final_edit(world.fake, first["token"])
         second = await world.fake.slash("ask", [{"name": "question", "type": 3, "value": "Sunday hours?"}])

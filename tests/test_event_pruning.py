@@ -9,7 +9,8 @@ from datetime import timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
-from bot.ops.lifecycle import InFlight, pruning_events, run_service
+from bot.inflight import InFlight
+from bot.ops.lifecycle import pruning_events, run_service
 from bot.service import Lorebot
 from bot.settings import Settings
 from bot.storage import events

@@ -15,7 +15,8 @@ from psycopg_pool import AsyncConnectionPool
 from bot.domain import Actor, Question
 from bot.errors import AnswerError
 from bot.ops.health import HealthServer
-from bot.ops.metrics import MeteredLorebot, Metrics
+from bot.ops.metrics import Metrics
+from bot.service import Lorebot
 from bot.settings import Settings
 from tests.fixtures.llm import FakeLLM
 from tests.fixtures.net import unused_port
@@ -130,16 +131,21 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 @pytest.fixture
-async def metered(health_settings: Settings, embedder) -> AsyncIterator[MeteredLorebot]:
-    service = await MeteredLorebot.start(health_settings, embedder=embedder, metrics=Metrics())
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+async def metered(health_settings: Settings, embedder, metrics: Metrics) -> AsyncIterator[Lorebot]:
+    service = await Lorebot.start(health_settings, embedder=embedder, observer=metrics)
     yield service
     await service.close()
 
 
 async def test_metrics_count_questions_latency_ingestion_and_feedback(
-    start_health: StartHealth, metered: MeteredLorebot, fake_llm: FakeLLM
+    start_health: StartHealth, metered: Lorebot, metrics: Metrics, fake_llm: FakeLLM
 ) -> None:
-    server = await start_health(metered.pool, metered.metrics)
+    server = await start_health(metered.pool, metrics)
     before = samples((await get(server, "/metrics")).text)
     await metered.add_text(ADMIN, HOURS, title="Support hours", source_uri="wiki:hours")
     fake_llm.reply("On Saturdays from 10am to 2pm [1].")
@@ -158,22 +164,22 @@ async def test_metrics_count_questions_latency_ingestion_and_feedback(
     assert ("lorebot_questions_total", (("found", "true"), ("platform", "slack"))) not in before
 
 
-async def test_metrics_count_llm_errors_by_reason(metered: MeteredLorebot, fake_llm: FakeLLM) -> None:
+async def test_metrics_count_llm_errors_by_reason(metered: Lorebot, metrics: Metrics, fake_llm: FakeLLM) -> None:
     await metered.add_text(ADMIN, HOURS, title="Support hours", source_uri="wiki:hours")
     fake_llm.fail_with(500)
 
     with pytest.raises(AnswerError):
         await metered.ask(Question("When is support open on Saturday?", MEMBER, ("default",)))
 
-    after = samples(metered.metrics.render().decode())
+    after = samples(metrics.render().decode())
     assert after[("lorebot_llm_errors_total", (("reason", "http_5xx"),))] == 1
     assert ("lorebot_questions_total", (("found", "true"), ("platform", "slack"))) not in after
 
 
-async def test_metrics_count_not_found_answers_and_searches(metered: MeteredLorebot) -> None:
+async def test_metrics_count_not_found_answers_and_searches(metered: Lorebot, metrics: Metrics) -> None:
     await metered.ask(Question("What is the airspeed of an unladen swallow?", MEMBER, ("default",)))
     await metered.search(MEMBER, "swallow", ("default",))
 
-    after = samples(metered.metrics.render().decode())
+    after = samples(metrics.render().decode())
     assert after[("lorebot_questions_total", (("found", "false"), ("platform", "slack")))] == 1
     assert after[("lorebot_retrieval_latency_seconds_count", ())] == 2

@@ -13,7 +13,7 @@ from aiohttp import web
 from rich.console import Console
 
 from bot.domain import Actor
-from bot.ops.lifecycle import InFlight
+from bot.inflight import InFlight
 from bot.service import Lorebot
 from bot.settings import Settings
 from connectors.local.api import MAX_NAME_CHARS, build_app

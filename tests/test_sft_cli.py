@@ -11,7 +11,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 from typer.testing import CliRunner
 
-from bot.answer.prompt import build_messages
+from bot.answer.prompt import build_messages, format_context
 from bot.domain import Actor, Answer, Passage, Question
 from bot.sft.cli import sft_app
 from bot.storage import conversations, feedback
@@ -90,7 +90,9 @@ def test_eval_command_prints_the_side_by_side_table(
     assert runner.invoke(sft_app, dataset).exit_code == 0
     fake_llm.default_reply = "Zorb [1]"
     targets = ["--target", f"a={fake_llm.base_url}", "--target", f"b={fake_llm.base_url}"]
-    result = runner.invoke(sft_app, ["eval", "--config", str(config), *targets, *([mode] if mode == "--stored" else [])])
+    result = runner.invoke(
+        sft_app, ["eval", "--config", str(config), *targets, *([mode] if mode == "--stored" else [])]
+    )
     assert result.exit_code == 0, result.output
     assert "| metric | a · all | b · all | a · en | b · en |" in result.output, result.output
     counts = re.search(r"en: (\d+) answerable / (\d+) unanswerable", result.output)
@@ -112,7 +114,8 @@ async def test_dataset_command_includes_rated_answers_from_the_database(
     question = Question("When is standup?", Actor("slack", "U1"), ("default",))
     passages = (Passage(chunk_id=1, document_id=1, title="Handbook", source_uri="kb://h", text="At 10am.", score=1),)
     answer = Answer(text="At 10am [1].", citations=(), passages=passages, found=True, model="m")
-    message_id = await conversations.record_message(pool, question, answer, latency_ms=3)
+    context = format_context(passages)
+    message_id = await conversations.record_message(pool, question, answer, prompt_context=context, latency_ms=3)
     await feedback.record(pool, message_id, Actor("slack", "U2"), 1)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", database_url)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from psycopg_pool import AsyncConnectionPool
 
-from bot.answer.prompt import build_messages
+from bot.answer.prompt import build_messages, format_context
 from bot.domain import Actor, Answer, ConversationKey, Passage, Question, Turn
 from bot.sft.feedback import feedback_examples
 from bot.storage import conversations, feedback
@@ -26,7 +26,8 @@ async def _answered(
 ) -> int:
     question = Question(text=text, actor=ALICE, scopes=("default",), conversation=key)
     reply = Answer(text=answer, citations=(), passages=PASSAGES if found else (), found=found, model="m")
-    return await conversations.record_message(pool, question, reply, latency_ms=5)
+    context = format_context(reply.passages)
+    return await conversations.record_message(pool, question, reply, prompt_context=context, latency_ms=5)
 
 
 async def test_only_answers_with_net_positive_votes_are_used(pool: AsyncConnectionPool) -> None:

@@ -18,7 +18,8 @@ import pytest
 
 from bot.domain import Actor
 from bot.errors import ShuttingDown
-from bot.ops.lifecycle import InFlight, run_service
+from bot.inflight import InFlight
+from bot.ops.lifecycle import run_service
 from bot.service import Lorebot
 from bot.settings import Settings
 from tests.fixtures.llm import FakeLLM
@@ -174,7 +175,7 @@ def served(knowledge: Settings, fake_llm: FakeLLM, tmp_path: Path) -> Iterator[t
     }
     log = (tmp_path / "serve.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-c", "from bot.cli import app; app()", "serve", "local"],
+        [sys.executable, "-c", "from lorebot.cli import app; app()", "serve", "local"],
         cwd=tmp_path,  # no developer .env
         env=env,
         stdout=log,

@@ -16,7 +16,7 @@ WIFI = "Office wifi. The office wifi password is PurpleElephant42. Guests use th
 
 
 def _url(bot: SlackBot) -> str:
-    return f"http://127.0.0.1:{bot.runner.port}{bot.settings.slack_http_path}"
+    return f"http://127.0.0.1:{bot.runner.port}{bot.slack_settings.http_path}"
 
 
 def _answers(bot: SlackBot) -> list:

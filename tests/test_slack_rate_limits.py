@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from bot.inflight import InFlight
 from connectors.slack.client import RATE_LIMIT_RETRIES
 from connectors.slack.tasks import Tasks
 from tests.fixtures.slack import CHANNEL, USER, ApiCall, SlackBot
@@ -91,7 +92,7 @@ async def test_a_failing_task_is_logged_with_an_error_id_and_shown_to_the_user(c
     async def work() -> None:
         raise RuntimeError("boom")
 
-    await Tasks().spawn(work(), name="mention 1", tell=tell)
+    await Tasks(InFlight()).spawn(work(), name="mention 1", tell=tell)
 
     [message] = told
     error_id = re.fullmatch(r"Sorry, I can't answer right now: internal error \(error ([0-9a-f]{8})\)\.", message)
@@ -107,6 +108,6 @@ async def test_a_task_whose_apology_fails_too_is_logged(caplog: Any) -> None:
     async def work() -> None:
         raise RuntimeError("boom")
 
-    await Tasks().spawn(work(), name="mention 2", tell=tell)
+    await Tasks(InFlight()).spawn(work(), name="mention 2", tell=tell)
 
     assert any("could not tell the user" in r.getMessage() and "mention 2" in r.getMessage() for r in caplog.records)

@@ -36,6 +36,7 @@ from bot.answer.prompt import CONDENSE_PROMPT, NOT_FOUND_ANSWER, build_messages
 from bot.domain import Answer, AnswerDelta, Passage, Turn
 from bot.errors import AnswerError, ConfigError, InvalidQuestion
 from bot.settings import Settings
+from bot.streaming import final_answer
 from bot.validation import question_text
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def condense_messages(request: AnswerRequest) -> list[dict[str, str]]:
     ]
 
 
-def clean_query(text: str) -> str:
+def condensed_query(text: str) -> str:
     """The model's first non-empty line, without quotes or a 'Query:' label."""
     for line in text.splitlines():
         line = line.strip().strip("\"'“”").strip()
@@ -125,7 +126,7 @@ async def add_search_query(request: AnswerRequest, *, condense: Runnable[AnswerR
     if not request.history:
         return Grounding(request, request.question)
     started = time.perf_counter()
-    query = search_query(clean_query(await condense.ainvoke(request)), request.question)
+    query = search_query(condensed_query(await condense.ainvoke(request)), request.question)
     log.debug("search query after condensing: %s", query)
     return Grounding(request, query, timings={"condense_ms": _ms_since(started)})
 
@@ -197,10 +198,7 @@ class Answerer:
 
     async def answer(self, question: str, scopes: Sequence[str], history: Sequence[Turn] = ()) -> Answer:
         """The complete form of :meth:`stream`."""
-        async for event in self.stream(question, scopes, history):
-            if isinstance(event, Answer):
-                return event
-        raise AssertionError("the answer stream always ends with an Answer")
+        return await final_answer(self.stream(question, scopes, history))
 
     async def stream(
         self, question: str, scopes: Sequence[str], history: Sequence[Turn] = ()

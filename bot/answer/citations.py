@@ -27,7 +27,8 @@ def _snippet(text: str) -> str:
     return flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 1].rstrip() + "…"
 
 
-def _citation(number: int, passage: Passage) -> Citation:
+def citation(number: int, passage: Passage) -> Citation:
+    """Citation ``[number]`` of ``passage``, with a short snippet of its text."""
     return Citation(
         number=number,
         chunk_id=passage.chunk_id,
@@ -49,7 +50,7 @@ def resolve_citations(text: str, passages: Sequence[Passage]) -> tuple[str, tupl
         found = [int(d) for d in _DIGITS.findall(match["run"])]
         kept = list(dict.fromkeys(n for n in found if 1 <= n <= len(passages)))
         for number in kept:
-            cited.setdefault(number, _citation(number, passages[number - 1]))
+            cited.setdefault(number, citation(number, passages[number - 1]))
         if not kept:
             return ""
         if kept == found:

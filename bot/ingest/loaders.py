@@ -50,6 +50,12 @@ _MD_H1 = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.MULTILINE)
 _MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdown", ".mkd"}
 _HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 MAX_TITLE_CHARS = 200
+READABLE_TYPES = frozenset(
+    {"application/pdf", "application/json", "application/xml", "application/xhtml+xml", "application/x-yaml"}
+)
+"""Besides any ``text/*``: declared types worth downloading (the bytes are checked again once loaded)."""
+READABLE_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf", ".csv", ".json", ".log"})
+"""Used only when an upload declares no type."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +65,19 @@ class LoadedDocument:
     title: str
     text: str
     mime_type: str
+
+
+def check_readable(filename: str, declared_mime: str | None) -> None:
+    """Refuse, before downloading, an upload whose declared type (or, without one, name) this module cannot read;
+    raises :class:`IngestError`."""
+    content_type = (declared_mime or "").split(";")[0].strip().lower()
+    if content_type.startswith("text/") or content_type in READABLE_TYPES:
+        return
+    if not content_type and PurePosixPath(filename).suffix.lower() in READABLE_SUFFIXES:
+        return
+    raise IngestError(
+        f"{filename} ({content_type or 'unknown type'}) is not supported; use text, Markdown, HTML or PDF"
+    )
 
 
 def load_document(data: bytes, *, filename: str, declared_mime: str | None = None) -> LoadedDocument:

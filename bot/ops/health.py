@@ -11,11 +11,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from psycopg_pool import AsyncConnectionPool
 
+from bot.llm_probe import probe_llm
 from bot.ops.metrics import Metrics
 from bot.settings import Settings
 
@@ -41,13 +41,11 @@ class HealthServer:
         self.draining = draining
         self.port = 0
         self._runner: web.AppRunner | None = None
-        self._http: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.settings.health_check_timeout_s))
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.settings.health_host, self.settings.health_port).start()
@@ -57,8 +55,6 @@ class HealthServer:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-        if self._http is not None:
-            await self._http.close()
 
     async def check(self) -> dict[str, str]:
         """``{"db": ..., "llm": ...}``: each "ok" or a short failure class; checked concurrently."""
@@ -83,19 +79,12 @@ class HealthServer:
         return OK
 
     async def _check_llm(self) -> str:
-        base_url = self.settings.llm_base_url.rstrip("/")
-        if not base_url:
+        if not self.settings.llm_base_url:
             return "not configured"
-        assert self._http is not None, "start() first"
-        headers = {"Authorization": f"Bearer {self.settings.llm_api_key.get_secret_value()}"}
-        try:
-            async with self._http.get(f"{base_url}/models", headers=headers) as response:
-                if response.status != 200:
-                    log.warning("health: LLM %s/models answered HTTP %d", base_url, response.status)
-                    return f"http {response.status}"
-        except aiohttp.ClientError as e:
-            log.warning("health: LLM %s unreachable: %s", base_url, e)
-            return "unreachable"
+        probe = await probe_llm(self.settings, timeout=self.settings.health_check_timeout_s)
+        if probe.problem:
+            log.warning("health: LLM %s: %s", probe.url, probe.detail)
+            return probe.problem
         return OK
 
     async def _healthz(self, request: web.Request) -> web.Response:

@@ -9,9 +9,10 @@ below the orchestrator's kill timeout (compose ``stop_grace_period``).
 While serving, event claims older than a week are pruned every ``EVENT_PRUNE_INTERVAL_S``: without that,
 ``processed_events`` grows by a row per answered message, forever.
 
-A connector is ``async def serve(service, inflight) -> None`` that runs until cancelled. It either wraps each
-request in ``async with inflight.track():`` (so the drain above waits for it), or finishes its own work when
-cancelled — it then gets what is left of the grace period.
+A connector is ``async def serve(service, inflight) -> None`` that runs until cancelled. It registers each request
+with :class:`~bot.inflight.InFlight` (so the drain above waits for it), or finishes its own work when cancelled —
+it then gets what is left of the grace period. Which connectors exist is the application's business
+(:mod:`lorebot.connectors`): the core never imports them.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from datetime import timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
-from bot.errors import ShuttingDown, StorageError
+from bot.errors import StorageError
+from bot.inflight import InFlight
 from bot.ops.health import HealthServer
-from bot.ops.metrics import MeteredLorebot, Metrics
+from bot.ops.metrics import Metrics
 from bot.runtime import llm_endpoint
 from bot.service import Lorebot
 from bot.settings import Settings
@@ -36,59 +38,10 @@ from bot.storage import events
 
 log = logging.getLogger(__name__)
 
-Connector = Callable[[Lorebot, "InFlight"], Awaitable[None]]
+Connector = Callable[[Lorebot, InFlight], Awaitable[None]]
 CONNECTOR_CLOSE_TIMEOUT_S = 5.0
 """How long a cancelled connector may take, past the grace period, to close its clients before the process exits."""
 EVENT_PRUNE_INTERVAL_S = 3600.0
-
-
-class InFlight:
-    """Counts requests being answered, refuses new ones once shutdown begins, and waits for the rest."""
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._stopping = asyncio.Event()
-
-    @property
-    def count(self) -> int:
-        return self._count
-
-    @property
-    def accepting(self) -> bool:
-        return not self._stopping.is_set()
-
-    def stop_accepting(self) -> None:
-        self._stopping.set()
-
-    async def wait_stopping(self) -> None:
-        """Return once shutdown begins: connectors that hold a subscription (Slack Socket Mode) drop it here."""
-        await self._stopping.wait()
-
-    @contextlib.asynccontextmanager
-    async def track(self) -> AsyncIterator[None]:
-        """Hold the process open while the block runs; raises :class:`ShuttingDown` once draining started."""
-        if not self.accepting:
-            raise ShuttingDown("the bot is restarting, please ask again in a moment")
-        self._count += 1
-        self._idle.clear()
-        try:
-            yield
-        finally:
-            self._count -= 1
-            if self._count == 0:
-                self._idle.set()
-
-    async def drain(self, timeout: float) -> bool:
-        """Stop accepting and wait up to ``timeout`` s for the requests in flight; False if some remain."""
-        self.stop_accepting()
-        try:
-            async with asyncio.timeout(timeout):
-                await self._idle.wait()
-        except TimeoutError:
-            return False
-        return True
 
 
 async def run_service(settings: Settings, connector: Connector) -> None:
@@ -101,7 +54,7 @@ async def run_service(settings: Settings, connector: Connector) -> None:
         async with AsyncExitStack() as stack:
             settings = await stack.enter_async_context(llm_endpoint(settings))
             metrics = Metrics()
-            service = await MeteredLorebot.start(settings, metrics=metrics)
+            service = await Lorebot.start(settings, observer=metrics)
             stack.push_async_callback(service.close)
             await stack.enter_async_context(pruning_events(service.pool))
             inflight = InFlight()
@@ -138,33 +91,6 @@ async def _prune_events(pool: AsyncConnectionPool, every_s: float, max_age: time
         except StorageError as e:  # the database may be back by the next run; serving goes on meanwhile
             log.warning("cannot prune processed events: %s", e)
         await asyncio.sleep(every_s)
-
-
-async def serve_connector(settings: Settings, name: str) -> None:
-    """``lorebot serve NAME``: :func:`run_service` with the connector registered under ``name``."""
-    await run_service(settings, CONNECTORS[name])
-
-
-async def _serve_slack(service: Lorebot, inflight: InFlight) -> None:
-    from connectors.slack.runner import run_slack  # drains its own answer tasks when cancelled
-
-    await run_slack(service.settings, service)
-
-
-async def _serve_discord(service: Lorebot, inflight: InFlight) -> None:
-    from connectors.discord.runner import run_discord
-
-    await run_discord(service.settings, service, inflight)
-
-
-async def _serve_local(service: Lorebot, inflight: InFlight) -> None:
-    from connectors.local.api import serve
-
-    await serve(service, inflight)
-
-
-CONNECTORS: dict[str, Connector] = {"slack": _serve_slack, "discord": _serve_discord, "local": _serve_local}
-"""Connector name → coroutine function; each imports its platform SDK only when chosen."""
 
 
 def _on_signal(signum: int, stop: asyncio.Event) -> None:

@@ -1,24 +1,19 @@
 """Prometheus metrics for one Lorebot process, kept in their own registry.
 
-The entry point creates one :class:`Metrics` and shares it between :class:`MeteredLorebot` (which counts what
-the service does) and the health server (which exposes ``/metrics``). Nothing is registered at import time, so
-tests can build as many as they like.
+The entry point creates one :class:`Metrics` and shares it between the service, which it observes (a
+:class:`~bot.observer.ServiceObserver`), and the health server, which exposes ``/metrics``. Nothing is registered
+at import time, so tests can build as many as they like.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
 
-from bot.domain import Actor, Answer, AnswerDelta, IngestResult, Passage, Question, Score
-from bot.embeddings import Embedder
+from bot.domain import Answer, IngestResult, Score
 from bot.errors import AnswerError, IngestError
-from bot.service import Lorebot
-from bot.settings import Settings
+from bot.observer import ServiceObserver
 
 NAMESPACE = "lorebot"
 ANSWER_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120)
@@ -27,8 +22,8 @@ RETRIEVAL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 """Hybrid search is milliseconds on a healthy database; the tail shows a cold cache or a missing index."""
 
 
-class Metrics:
-    """The process's metrics; ``render()`` gives the Prometheus text format."""
+class Metrics(ServiceObserver):
+    """The process's metrics, counted from the service's hooks; ``render()`` gives the Prometheus text format."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -55,10 +50,16 @@ class Metrics:
     def llm_failed(self, error: AnswerError) -> None:
         self.llm_errors.labels(reason=llm_error_reason(error)).inc()
 
+    def searched(self, seconds: float) -> None:
+        self.retrieval_latency.observe(seconds)
+
     def ingested(self, result: IngestResult) -> None:
         self.ingested_documents.labels(status=result.status).inc()
         if result.status != "unchanged":
             self.ingested_chunks.inc(result.chunk_count)
+
+    def ingest_rejected(self, error: IngestError) -> None:
+        self.ingested_documents.labels(status="rejected").inc()
 
     def rated(self, score: Score) -> None:
         self.feedback.labels(score="up" if score == 1 else "down").inc()
@@ -79,62 +80,3 @@ def llm_error_reason(error: AnswerError) -> str:
     if "connect" in name or "transport" in name:
         return "connection"
     return "other"
-
-
-class MeteredLorebot(Lorebot):
-    """The service, counting questions, latencies, LLM errors, ingestions and feedback into :class:`Metrics`.
-
-    A subclass rather than calls inside :mod:`bot.service`, so the core stays free of operations concerns and
-    the CLI's one-shot commands pay nothing for metrics nobody scrapes.
-    """
-
-    metrics: Metrics
-
-    @classmethod
-    async def start(
-        cls, settings: Settings, *, embedder: Embedder | None = None, metrics: Metrics | None = None
-    ) -> MeteredLorebot:
-        service = await super().start(settings, embedder=embedder)
-        assert isinstance(service, MeteredLorebot)
-        service.metrics = metrics or Metrics()
-        return service
-
-    async def stream(self, question: Question) -> AsyncIterator[AnswerDelta | Answer]:
-        started = time.perf_counter()
-        try:
-            async for event in super().stream(question):
-                if isinstance(event, Answer):
-                    self.metrics.answered(question.actor.platform, event, time.perf_counter() - started)
-                yield event
-        except AnswerError as e:
-            self.metrics.llm_failed(e)
-            raise
-
-    async def search(self, actor: Actor, query: str, scopes: Sequence[str], k: int | None = None) -> list[Passage]:
-        with self.metrics.retrieval_latency.time():
-            return await super().search(actor, query, scopes, k)
-
-    async def record_feedback(self, actor: Actor, message_id: int, score: Score, comment: str = "") -> None:
-        await super().record_feedback(actor, message_id, score, comment)
-        self.metrics.rated(score)
-
-    async def add_text(self, actor: Actor, text: str, **kwargs: Any) -> IngestResult:
-        return await self._counted(super().add_text(actor, text, **kwargs))
-
-    async def add_file(self, actor: Actor, data: bytes, filename: str, **kwargs: Any) -> IngestResult:
-        return await self._counted(super().add_file(actor, data, filename, **kwargs))
-
-    async def add_path(self, actor: Actor, path: Path, **kwargs: Any) -> IngestResult:
-        return await self._counted(super().add_path(actor, path, **kwargs))
-
-    async def add_url(self, actor: Actor, url: str, **kwargs: Any) -> IngestResult:
-        return await self._counted(super().add_url(actor, url, **kwargs))
-
-    async def _counted(self, ingestion: Awaitable[IngestResult]) -> IngestResult:
-        try:
-            result = await ingestion
-        except IngestError:
-            self.metrics.ingested_documents.labels(status="rejected").inc()
-            raise
-        self.metrics.ingested(result)
-        return result

@@ -1,14 +1,17 @@
-"""Conversations and answered messages: the history a follow-up question is condensed with, and the record
-SFT rebuilds training examples from (question, the exact numbered context, answer, cited chunks).
+"""Conversations and answered messages: the history a follow-up question is condensed with, the record SFT
+rebuilds training examples from (question, the exact numbered context, answer, cited chunks), and the answer
+itself, to show it again later from any process (sharing a private answer).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import psycopg
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from bot.answer.prompt import format_context
-from bot.domain import Answer, ConversationKey, Question, Turn
+from bot.domain import Answer, ConversationKey, Passage, Question, Turn
 from bot.errors import StorageError
 
 _KEY_MATCH = "platform = %(platform)s AND workspace = %(workspace)s AND channel = %(channel)s AND thread = %(thread)s"
@@ -45,6 +48,32 @@ INSERT INTO messages (
 RETURNING id
 """
 
+SELECT_ANSWER = """
+SELECT platform, user_id, answer AS text, found, model, search_query, retrieved_chunk_ids, cited_chunk_ids
+FROM messages WHERE id = %(id)s
+"""
+
+SELECT_CITED_CHUNKS = """
+SELECT c.id AS chunk_id, c.document_id, d.title, d.source_uri, c.text, d.scope, c.ordinal
+FROM chunks c JOIN documents d ON d.id = c.document_id
+WHERE c.id = ANY(%(ids)s::bigint[])
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    """A recorded answer: who asked, what they were told, and the cited passages under their marker numbers (a
+    passage whose document was removed since is missing)."""
+
+    message_id: int
+    platform: str
+    user_id: str
+    text: str
+    found: bool
+    model: str
+    search_query: str
+    cited: tuple[tuple[int, Passage], ...]
+
 
 def _key_params(key: ConversationKey) -> dict[str, str]:
     return {"platform": key.platform, "workspace": key.workspace, "channel": key.channel, "thread": key.thread}
@@ -72,8 +101,13 @@ async def history(pool: AsyncConnectionPool, key: ConversationKey, limit: int) -
     return [Turn(question=question, answer=answer) for question, answer in rows]
 
 
-async def record_message(pool: AsyncConnectionPool, question: Question, answer: Answer, *, latency_ms: int) -> int:
-    """Store one answered question (creating its conversation on first use) and return the message id."""
+async def record_message(
+    pool: AsyncConnectionPool, question: Question, answer: Answer, *, prompt_context: str, latency_ms: int
+) -> int:
+    """Store one answered question (creating its conversation on first use) and return the message id.
+
+    ``prompt_context`` is the numbered context the model saw (empty when it saw none), for SFT to rebuild from.
+    """
     params = {
         "platform": question.actor.platform,
         "user_id": question.actor.user_id,
@@ -85,7 +119,7 @@ async def record_message(pool: AsyncConnectionPool, question: Question, answer: 
         "scopes": list(question.scopes),
         "retrieved_chunk_ids": [p.chunk_id for p in answer.passages],
         "cited_chunk_ids": [c.chunk_id for c in answer.citations],
-        "prompt_context": format_context(answer.passages),
+        "prompt_context": prompt_context,
         "model": answer.model,
         "latency_ms": latency_ms,
     }
@@ -99,3 +133,24 @@ async def record_message(pool: AsyncConnectionPool, question: Question, answer: 
             return (await cursor.fetchone())[0]  # type: ignore[index]
     except psycopg.Error as e:
         raise StorageError(f"cannot record the answer: {e}") from e
+
+
+async def stored_answer(pool: AsyncConnectionPool, message_id: int) -> StoredAnswer | None:
+    """The answer recorded as ``message_id``, or None. Marker ``[n]`` is the n-th retrieved chunk, as when asked."""
+    try:
+        async with pool.connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            row = await (await cursor.execute(SELECT_ANSWER, {"id": message_id})).fetchone()
+            if row is None:
+                return None
+            chunks = await (await cursor.execute(SELECT_CITED_CHUNKS, {"ids": row["cited_chunk_ids"]})).fetchall()
+    except psycopg.Error as e:
+        raise StorageError(f"cannot read answer {message_id}: {e}") from e
+    passages = {chunk["chunk_id"]: Passage(score=0.0, **chunk) for chunk in chunks}
+    retrieved, cited_ids = row.pop("retrieved_chunk_ids"), row.pop("cited_chunk_ids")
+    cited = tuple(
+        (retrieved.index(chunk_id) + 1, passages[chunk_id])
+        for chunk_id in cited_ids
+        if chunk_id in passages and chunk_id in retrieved
+    )
+    return StoredAnswer(message_id=message_id, cited=cited, **row)

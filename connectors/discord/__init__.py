@@ -1,8 +1,4 @@
 """The Discord adapter (discord.py): slash commands, mentions and threads, ``/kb`` admin commands, feedback.
 
-It only translates between Discord and :class:`bot.service.Lorebot`; start it with :func:`run_discord`.
+It only translates between Discord and :class:`bot.service.Lorebot`; :func:`connectors.discord.runner.serve` runs it.
 """
-
-from connectors.discord.runner import run_discord
-
-__all__ = ["run_discord"]

@@ -8,16 +8,14 @@ or a thread message. Both are an :class:`AnswerSurface`; :func:`stream_answer` d
 from __future__ import annotations
 
 import logging
-import math
-import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Protocol
 
 import discord
 
-from bot.domain import Answer, AnswerDelta, Question
+from bot.domain import Answer, Question
 from bot.service import Lorebot
+from bot.streaming import final_answer
 from connectors.discord.render import THINKING_TEXT, progress_preview, sources_embed, split_message
 from connectors.discord.views import feedback_view
 
@@ -43,24 +41,17 @@ class AnswerSurface(Protocol):
         """Show an error instead of (or in place of) the answer."""
 
 
-async def stream_answer(
-    service: Lorebot, question: Question, surface: AnswerSurface, *, clock: Callable[[], float] = time.monotonic
-) -> Answer:
+async def stream_answer(service: Lorebot, question: Question, surface: AnswerSurface) -> Answer:
     """Stream ``question``'s answer onto ``surface``; core errors propagate to the caller's error handler."""
-    text = ""
-    last_edit = -math.inf
-    async for event in service.stream(question):
-        if isinstance(event, AnswerDelta):
-            text += event.text
-            if text.strip() and clock() - last_edit >= EDIT_INTERVAL_S:
-                last_edit = clock()
-                await surface.progress(progress_preview(text))
-            continue
-        parts = split_message(event.text) or [EMPTY_ANSWER]
-        view = feedback_view(event.message_id) if event.message_id is not None else None
-        await surface.finish(parts, sources_embed(event.citations), view)
-        return event
-    raise RuntimeError("the answer stream ended without an Answer")
+
+    async def progress(text: str) -> None:
+        await surface.progress(progress_preview(text))
+
+    answer = await final_answer(service.stream(question), progress, every_s=EDIT_INTERVAL_S)
+    parts = split_message(answer.text) or [EMPTY_ANSWER]
+    view = feedback_view(answer.message_id) if answer.message_id is not None else None
+    await surface.finish(parts, sources_embed(answer.citations), view)
+    return answer
 
 
 class InteractionSurface:

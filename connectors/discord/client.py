@@ -10,23 +10,25 @@ import logging
 from typing import Any
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
-from bot.ops.lifecycle import InFlight
+from bot.inflight import InFlight
 from bot.service import Lorebot
-from bot.settings import Settings
 from connectors.discord.answering import NO_MENTIONS
 from connectors.discord.cogs.ask import AskCog
 from connectors.discord.cogs.knowledge import KnowledgeCog
+from connectors.discord.errors import report_interaction_failure
+from connectors.discord.settings import DiscordSettings
 from connectors.discord.views import FeedbackButton
 
 log = logging.getLogger(__name__)
 
 
-def intents_for(settings: Settings) -> discord.Intents:
+def intents_for(settings: DiscordSettings) -> discord.Intents:
     """Guilds, guild and DM messages; message content only when enabled (it is privileged)."""
     intents = discord.Intents.default()
-    intents.message_content = settings.discord_message_content_intent
+    intents.message_content = settings.message_content_intent
     return intents
 
 
@@ -35,10 +37,20 @@ def _no_prefix(bot: commands.Bot, message: discord.Message) -> tuple[str, ...]:
     return ()
 
 
+class LorebotTree(app_commands.CommandTree):
+    """The one error path of every slash command: the user sees the failure with an error id."""
+
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        await report_interaction_failure(interaction, error)
+
+
 class LorebotClient(commands.Bot):
-    def __init__(self, settings: Settings, service: Lorebot, inflight: InFlight | None = None, **options: Any) -> None:
+    def __init__(
+        self, settings: DiscordSettings, service: Lorebot, inflight: InFlight | None = None, **options: Any
+    ) -> None:
         super().__init__(
             command_prefix=_no_prefix,
+            tree_cls=LorebotTree,
             intents=intents_for(settings),
             allowed_mentions=NO_MENTIONS,
             help_command=None,
@@ -58,17 +70,17 @@ class LorebotClient(commands.Bot):
                 "thread follow-ups need a mention (set DISCORD_MESSAGE_CONTENT_INTENT=true to lift that)"
             )
         self.add_dynamic_items(FeedbackButton)
-        await self.add_cog(AskCog(self))
-        await self.add_cog(KnowledgeCog(self))
+        await self.add_cog(AskCog(self, self.service, self.settings, self.inflight))
+        await self.add_cog(KnowledgeCog(self.service, self.settings))
         await self._sync_commands()
 
     async def _sync_commands(self) -> None:
         """Per dev guild (instant) when configured, else globally (Discord propagates those within an hour)."""
-        if not self.settings.discord_dev_guild_ids:
+        if not self.settings.dev_guild_ids:
             synced = await self.tree.sync()
             log.info("synced %d global application commands", len(synced))
             return
-        for guild_id in self.settings.discord_dev_guild_ids:
+        for guild_id in self.settings.dev_guild_ids:
             guild = discord.Object(id=int(guild_id))
             self.tree.copy_global_to(guild=guild)
             synced = await self.tree.sync(guild=guild)

@@ -14,7 +14,7 @@ import discord
 
 from bot.domain import Actor, ConversationKey, Platform
 from bot.service import Lorebot
-from bot.settings import Settings
+from connectors.discord.settings import DiscordSettings
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +26,15 @@ MAX_REPLY_CHAIN = 40
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 
 
-def is_admin(user: discord.abc.User, settings: Settings) -> bool:
-    """Listed user ids (Discord-specific or ``discord:<id>`` in ``admin_user_ids``) or a listed role."""
-    user_id = str(user.id)
-    if user_id in settings.discord_admin_user_ids or f"{Platform.DISCORD}:{user_id}" in settings.admin_user_ids:
+def is_admin(user: discord.abc.User, settings: DiscordSettings) -> bool:
+    """What Discord knows: a listed Discord user id or a listed role (the core adds ``ADMIN_USER_IDS``)."""
+    if str(user.id) in settings.admin_user_ids:
         return True
     roles = getattr(user, "roles", ())
-    return any(str(role.id) in settings.discord_admin_role_ids for role in roles)
+    return any(str(role.id) in settings.admin_role_ids for role in roles)
 
 
-def actor_for(user: discord.abc.User, settings: Settings) -> Actor:
+def actor_for(user: discord.abc.User, settings: DiscordSettings) -> Actor:
     return Actor(
         platform=Platform.DISCORD.value,
         user_id=str(user.id),

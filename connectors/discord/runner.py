@@ -5,20 +5,20 @@ from __future__ import annotations
 import logging
 
 from bot.errors import ConfigError
-from bot.ops.lifecycle import InFlight
+from bot.inflight import InFlight
 from bot.service import Lorebot
-from bot.settings import Settings
 from connectors.discord.client import LorebotClient
+from connectors.discord.settings import DiscordSettings
 
 log = logging.getLogger(__name__)
 
 
-async def run_discord(settings: Settings, service: Lorebot, inflight: InFlight | None = None) -> None:
+async def serve(service: Lorebot, inflight: InFlight, settings: DiscordSettings) -> None:
     """Log in with ``DISCORD_TOKEN`` and serve until the task is cancelled (the client is closed either way).
 
     Answers tracked by ``inflight`` are drained by the entry point before it cancels this task.
     """
-    if settings.discord_token is None:
+    if settings.token is None:
         raise ConfigError("DISCORD_TOKEN is not set")
     async with LorebotClient(settings, service, inflight) as client:
-        await client.start(settings.discord_token.get_secret_value())
+        await client.start(settings.token.get_secret_value())

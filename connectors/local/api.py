@@ -16,19 +16,9 @@ from typing import Any
 from aiohttp import web
 
 from bot.domain import Actor, ConversationKey, Platform, Question, answer_payload
-from bot.errors import (
-    AnswerError,
-    ConfigError,
-    LorebotError,
-    NotFound,
-    PermissionDenied,
-    RateLimited,
-    RetrievalError,
-    ShuttingDown,
-    StorageError,
-)
-from bot.failures import describe_failure
-from bot.ops.lifecycle import InFlight
+from bot.errors import RateLimited
+from bot.failures import Kind, describe_failure
+from bot.inflight import InFlight
 from bot.service import Lorebot
 
 log = logging.getLogger(__name__)
@@ -36,16 +26,15 @@ log = logging.getLogger(__name__)
 WORKSPACE = "api"
 MAX_NAME_CHARS = 200
 """User and conversation ids are labels, not text: anything longer is a client bug."""
-STATUS_BY_ERROR: tuple[tuple[type[LorebotError], int], ...] = (
-    (RateLimited, 429),
-    (PermissionDenied, 403),
-    (NotFound, 404),
-    (ShuttingDown, 503),
-    (AnswerError, 503),
-    (StorageError, 503),
-    (RetrievalError, 503),
-    (ConfigError, 503),
-)
+HTTP_STATUS: dict[Kind, int] = {
+    "rate_limited": 429,
+    "refused": 403,
+    "not_found": 404,
+    "invalid": 400,
+    "restarting": 503,
+    "outage": 503,
+    "bug": 500,
+}
 
 
 class BadRequest(ValueError):
@@ -116,9 +105,6 @@ def _label(body: dict[str, Any], name: str, *, default: str) -> str:
 
 def _failure_response(error: Exception) -> web.Response:
     failure = describe_failure(error)
-    status = next((code for kind, code in STATUS_BY_ERROR if isinstance(error, kind)), 400)
-    if not isinstance(error, LorebotError):
-        status = 500
     headers = {"Retry-After": str(max(1, round(error.retry_after)))} if isinstance(error, RateLimited) else None
     body = {"error": failure.user_message, "reason": failure.reason, "error_id": failure.error_id}
-    return web.json_response(body, status=status, headers=headers)
+    return web.json_response(body, status=HTTP_STATUS[failure.kind], headers=headers)

@@ -15,10 +15,12 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from bot.domain import Actor, Answer, Citation, ConversationKey, Platform, Question
+from bot.domain import Actor, Answer, ConversationKey, Platform, Question
 from bot.errors import LorebotError
 from bot.failures import describe_failure
 from bot.service import Lorebot
+from bot.streaming import final_answer
+from bot.terminal import sources_text
 
 WORKSPACE = "cli"
 PROMPT = Text("you › ", style="bold cyan")
@@ -42,7 +44,8 @@ async def run_chat(
         except LorebotError as e:
             console.print(Text(describe_failure(e).user_message, style="red"))
             continue
-        console.print(render_sources(answer.citations))
+        if answer.citations:
+            console.print(sources_text(answer.citations))
 
 
 def _read_question(console: Console, stream: TextIO | None) -> str | None:
@@ -59,20 +62,11 @@ def _read_question(console: Console, stream: TextIO | None) -> str | None:
 
 async def _stream_answer(service: Lorebot, question: Question, console: Console) -> Answer:
     """Show the answer as it streams, then replace it with the final text (invalid citation markers removed)."""
-    shown = Text()
-    with Live(shown, console=console, refresh_per_second=8, vertical_overflow="visible") as live:
-        async for event in service.stream(question):
-            if isinstance(event, Answer):
-                live.update(Text(event.text))
-                return event
-            shown.append(event.text)
-            live.update(shown)
-    raise AssertionError("the answer stream always ends with an Answer")
+    with Live(Text(), console=console, refresh_per_second=8, vertical_overflow="visible") as live:
 
+        async def show(text: str) -> None:
+            live.update(Text(text))
 
-def render_sources(citations: Sequence[Citation]) -> Text:
-    """Numbered sources under an answer: ``[1] Title — uri``."""
-    lines = Text(style="dim")
-    for citation in citations:
-        lines.append(f"  [{citation.number}] {citation.title or 'untitled'} — {citation.source_uri}\n")
-    return lines
+        answer = await final_answer(service.stream(question), show)
+        live.update(Text(answer.text))
+    return answer

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.domain import Answer, AnswerDelta, Question
+from bot.domain import Answer, Question
 from bot.failures import describe_failure
+from bot.streaming import final_answer
 from connectors.slack import render
 from connectors.slack.reply import ThreadReply
 
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 STREAM_UPDATE_INTERVAL_S = 1.0
 """At most one placeholder edit per second (Slack's chat.update rate limit and readable streaming)."""
-MAX_QUESTION_CHARS = 4000
+EMPTY_QUESTION_HINT = "Ask me a question after the mention, e.g. “@Lorebot how do I reset my password?”"
 
 
 async def answer_in_thread(
@@ -44,23 +45,17 @@ async def answer_in_thread(
 
 
 async def _stream_into(service: Lorebot, reply: ThreadReply, question: Question) -> Answer:
-    text = ""
-    last_update = time.monotonic()
-    async for event in service.stream(question):
-        if isinstance(event, AnswerDelta):
-            text += event.text
-            if time.monotonic() - last_update >= STREAM_UPDATE_INTERVAL_S and text.strip():
-                await reply.progress(render.preview_text(text))
-                last_update = time.monotonic()
-        else:
-            return event
-    raise AssertionError("the answer stream ended without an Answer")
+    async def progress(text: str) -> None:
+        await reply.progress(render.preview_text(text))
+
+    return await final_answer(
+        service.stream(question), progress, every_s=STREAM_UPDATE_INTERVAL_S, last_shown=time.monotonic()
+    )
 
 
 def question_problem(text: str) -> str | None:
-    """Why a question cannot be asked as written, or None."""
+    """A hint when the mention or command holds no question; everything else about the text is the core's to
+    judge (:mod:`bot.validation`), and its refusal reaches the user like any failure."""
     if not text.strip():
-        return "Ask me a question after the mention, e.g. “@Lorebot how do I reset my password?”"
-    if len(text) > MAX_QUESTION_CHARS:
-        return f"That question is {len(text):,} characters long; please keep it under {MAX_QUESTION_CHARS:,}."
+        return EMPTY_QUESTION_HINT
     return None

@@ -12,12 +12,14 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.errors import ConfigError
 from bot.failures import describe_failure
+from bot.inflight import InFlight
 from bot.settings import Settings
 from connectors.slack import commands, feedback, listeners
 from connectors.slack.admins import AdminDirectory
 from connectors.slack.client import web_client
 from connectors.slack.deps import Deps
 from connectors.slack.middleware import claim_events, skip_noise
+from connectors.slack.settings import SlackSettings
 
 if TYPE_CHECKING:
     from bot.service import Lorebot
@@ -25,23 +27,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def build_app(settings: Settings, service: Lorebot) -> tuple[AsyncApp, Deps]:
-    """The bolt app (Socket Mode or HTTP) and the dependencies its listeners share."""
-    if settings.slack_bot_token is None:
+def build_app(settings: Settings, slack: SlackSettings, service: Lorebot, inflight: InFlight) -> tuple[AsyncApp, Deps]:
+    """The bolt app (Socket Mode or HTTP) and the dependencies its listeners share; their slow work is tracked by
+    ``inflight``."""
+    if slack.bot_token is None:
         raise ConfigError("SLACK_BOT_TOKEN is required for the Slack bot")
-    if settings.slack_mode == "http" and settings.slack_signing_secret is None:
+    if slack.mode == "http" and slack.signing_secret is None:
         raise ConfigError("SLACK_SIGNING_SECRET is required when SLACK_MODE=http")
-    client = web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
-    signing_secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
+    client = web_client(slack.bot_token.get_secret_value(), slack.api_url)
+    signing_secret = slack.signing_secret.get_secret_value() if slack.signing_secret else ""
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret,
-        request_verification_enabled=settings.slack_mode == "http",
+        request_verification_enabled=slack.mode == "http",
         logger=logging.getLogger("connectors.slack.bolt"),
         name="lorebot",
     )
-    deps = Deps(settings=settings, service=service, admins=AdminDirectory(client, settings))
-    app.use(skip_noise(settings))
+    admins = AdminDirectory(client, slack)
+    deps = Deps(settings=settings, slack=slack, service=service, admins=admins, inflight=inflight)
+    app.use(skip_noise(slack))
     app.use(claim_events(service))
     listeners.register(app, deps)
     commands.register(app, deps)

@@ -61,7 +61,6 @@ async def _ask(deps: Deps, command: dict[str, Any], respond: AsyncRespond, team:
         scopes=deps.service.scopes_for(Platform.SLACK.value, team, command["channel_id"]),
     )
     answer = await deps.service.ask(question)
-    deps.private_answers.put(answer)
     await respond(
         text=render.fallback_text(answer.text),
         blocks=render.answer_blocks(answer, shareable=True),

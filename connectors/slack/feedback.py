@@ -12,7 +12,8 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.domain import Score
+from bot.domain import Actor, Score
+from bot.errors import NotFound
 from connectors.slack import render
 from connectors.slack.deps import Deps
 from connectors.slack.tasks import post_in, respond_privately
@@ -57,22 +58,35 @@ def register(app: AsyncApp, deps: Deps) -> None:
     @app.action(render.SHARE_ACTION)
     async def share(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
-        answer = deps.private_answers.get(int(action["value"]))
-        if answer is None:
-            await respond(text=SHARE_EXPIRED_TEXT, response_type="ephemeral", replace_original=False)
-            return
-        blocks = [*render.answer_blocks(answer), render.shared_by_block(body["user"]["id"])]
-        await respond(
-            text=render.fallback_text(answer.text), blocks=blocks, response_type="in_channel", delete_original=True
+        deps.tasks.spawn(
+            _share(deps, body, action, respond),
+            name="share answer",
+            tell=respond_privately(respond, replace_original=False),
         )
+
+
+async def _share(deps: Deps, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond) -> None:
+    """Post the private answer in the channel, read back from the core (any replica, also after a restart)."""
+    user = body["user"]
+    try:
+        answer = await deps.service.answer(int(action["value"]), _actor(deps, user))
+    except NotFound:
+        await respond(text=SHARE_EXPIRED_TEXT, response_type="ephemeral", replace_original=False)
+        return
+    blocks = [*render.answer_blocks(answer), render.shared_by_block(user["id"])]
+    await respond(
+        text=render.fallback_text(answer.text), blocks=blocks, response_type="in_channel", delete_original=True
+    )
+
+
+def _actor(deps: Deps, user: dict[str, Any]) -> Actor:
+    return deps.admins.actor(user["id"], user.get("username") or user.get("name", ""))
 
 
 async def _record(
     deps: Deps, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond, score: Score
 ) -> None:
-    user = body["user"]
-    actor = deps.admins.actor(user["id"], user.get("username") or user.get("name", ""))
-    await deps.service.record_feedback(actor, int(action["value"]), score)
+    await deps.service.record_feedback(_actor(deps, body["user"]), int(action["value"]), score)
     await respond(text=THANKS_TEXT, response_type="ephemeral", replace_original=False)
 
 

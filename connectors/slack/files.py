@@ -35,7 +35,7 @@ class SharedFile:
     permalink: str
 
 
-async def fetch_file(client: AsyncWebClient, settings: Settings, file_id: str) -> SharedFile:
+async def fetch_file(client: AsyncWebClient, settings: Settings, api_url: str, file_id: str) -> SharedFile:
     """Look the file up and download it; raises :class:`IngestError` when it is unavailable, too big or fake."""
     try:
         info = (await client.files_info(file=file_id))["file"]
@@ -50,7 +50,7 @@ async def fetch_file(client: AsyncWebClient, settings: Settings, file_id: str) -
     url = info.get("url_private_download") or info.get("url_private")
     if not url:
         raise IngestError(f"{name} has no download address")
-    data = await _download(url, client.token or "", settings)
+    data = await _download(url, client.token or "", settings, api_url)
     declared = f"{info.get('mimetype', '')} {info.get('filetype', '')}".lower().split()
     if _looks_like_html(data) and not HTML_TYPES.intersection(declared):
         raise IngestError(f"downloading {name} returned an HTML page instead of the file (token or scope missing?)")
@@ -58,8 +58,8 @@ async def fetch_file(client: AsyncWebClient, settings: Settings, file_id: str) -
     return SharedFile(file_id, name, info.get("mimetype") or "", data, info.get("permalink") or "")
 
 
-async def _download(url: str, token: str, settings: Settings) -> bytes:
-    if not token_may_go_to(url, settings.slack_api_url):
+async def _download(url: str, token: str, settings: Settings, api_url: str) -> bytes:
+    if not token_may_go_to(url, api_url):
         raise IngestError(f"refusing to send the bot token to {urlsplit(url).hostname}")
     timeout = aiohttp.ClientTimeout(total=settings.fetch_timeout_s)
     limit = settings.max_document_bytes

@@ -92,11 +92,11 @@ async def _ingest_files(
 ) -> None:
     actor = await deps.admins.admin_aware_actor(user)
     targets = " ".join(f"slack-file:{team}:{shared['id']}" for shared in files)
-    await deps.service.audit.require_admin(actor, "add_file", target=targets)  # before Slack hands us any byte
+    await deps.service.require_admin(actor, "add_file", target=targets)  # before Slack hands us any byte
     scope = deps.service.scopes_for(Platform.SLACK.value, team, channel)[0]
     for shared in files:
         try:
-            fetched = await fetch_file(client, deps.settings, shared["id"])
+            fetched = await fetch_file(client, deps.settings, deps.slack.api_url, shared["id"])
             result = await deps.service.add_file(
                 actor,
                 fetched.data,

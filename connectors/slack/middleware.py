@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt.response import BoltResponse
 
-from bot.settings import Settings
+from connectors.slack.settings import SlackSettings
 
 if TYPE_CHECKING:
     from bot.service import Lorebot
@@ -30,7 +30,7 @@ def _handled() -> BoltResponse:
     return BoltResponse(status=200, body="")
 
 
-def skip_noise(settings: Settings) -> Middleware:
+def skip_noise(settings: SlackSettings) -> Middleware:
     """Drop message edits/deletions/system messages and (per setting) other bots' messages."""
 
     async def skip_noise(body: dict[str, Any], next: Next) -> BoltResponse | None:
@@ -38,7 +38,7 @@ def skip_noise(settings: Settings) -> Middleware:
         if event.get("type") == "message" and event.get("subtype") not in ANSWERED_SUBTYPES:
             log.debug("ignoring message subtype %s", event.get("subtype"))
             return _handled()
-        if settings.slack_ignore_other_bots and (event.get("bot_id") or event.get("bot_profile")):
+        if settings.ignore_other_bots and (event.get("bot_id") or event.get("bot_profile")):
             log.debug("ignoring bot %s", event.get("bot_id"))
             return _handled()
         return await next()

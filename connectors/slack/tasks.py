@@ -1,8 +1,10 @@
 """The single error path of the slow work a listener starts after its ack: every failure reaches the user.
 
 A listener acks within Slack's 3 s and hands the rest to :meth:`Tasks.spawn` together with a way to reach the
-user (:data:`Tell`). A failure is logged once with an error id (:func:`bot.failures.describe_failure`) and the
-user is told that id, so no task ends as an unretrieved exception nobody sees.
+user (:data:`Tell`). The work is registered with the process's :class:`~bot.inflight.InFlight`, so a restart lets
+it finish; once draining started, :meth:`Tasks.spawn` raises :class:`~bot.errors.ShuttingDown` to the listener and
+bolt's error handler tells the user. A failure of the work itself is logged once with an error id
+(:func:`bot.failures.describe_failure`) and the user is told that id, so no task ends as an unretrieved exception.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.failures import describe_failure
+from bot.inflight import InFlight
 
 log = logging.getLogger(__name__)
 
@@ -24,26 +27,14 @@ Tell = Callable[[str], Awaitable[object]]
 
 
 class Tasks:
-    """The work started after an ack, kept so shutdown (and tests) can wait for it to finish."""
+    """The work started after an ack, tracked by the shared in-flight registry."""
 
-    def __init__(self) -> None:
-        self._running: set[asyncio.Task[None]] = set()
+    def __init__(self, inflight: InFlight) -> None:
+        self._inflight = inflight
 
     def spawn(self, work: Coroutine[Any, Any, None], *, name: str, tell: Tell) -> asyncio.Task[None]:
         """Run ``work`` in the background; if it fails, log the error and ``tell`` the user its id."""
-        task = asyncio.create_task(_run(work, name, tell), name=name)
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
-        return task
-
-    async def drain(self, timeout: float) -> None:
-        """Wait up to ``timeout`` s for running work, then cancel what is left."""
-        if not self._running:
-            return
-        _, pending = await asyncio.wait(set(self._running), timeout=timeout)
-        for task in pending:
-            log.warning("cancelling unfinished %s after %.0f s", task.get_name(), timeout)
-            task.cancel()
+        return self._inflight.run(_run(work, name, tell), name=name)
 
 
 async def _run(work: Coroutine[Any, Any, None], name: str, tell: Tell) -> None:

@@ -7,7 +7,6 @@ always work; follow-ups in a thread *without* a mention need the intent (their c
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -15,6 +14,8 @@ from discord.ext import commands
 
 from bot.domain import ConversationKey, Platform, Question
 from bot.failures import describe_failure
+from bot.inflight import InFlight
+from bot.service import Lorebot
 from connectors.discord.answering import NO_MENTIONS, InteractionSurface, MessageSurface, stream_answer
 from connectors.discord.context import (
     actor_for,
@@ -24,10 +25,7 @@ from connectors.discord.context import (
     reply_chain_root,
     scopes_for,
 )
-from connectors.discord.errors import report_interaction_failure
-
-if TYPE_CHECKING:
-    from connectors.discord.client import LorebotClient
+from connectors.discord.settings import DiscordSettings
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +36,11 @@ EMPTY_MENTION_HINT = "Ask me something after the mention, e.g. “@Lorebot how d
 
 
 class AskCog(commands.Cog):
-    def __init__(self, bot: LorebotClient) -> None:
+    def __init__(self, bot: commands.Bot, service: Lorebot, settings: DiscordSettings, inflight: InFlight) -> None:
         self.bot = bot
-        self.service = bot.service
-        self.settings = bot.settings
+        self.service = service
+        self.settings = settings
+        self.inflight = inflight
 
     @app_commands.command(name="ask", description="Ask the knowledge base; the answer cites its sources.")
     @app_commands.describe(question="What you want to know")
@@ -57,13 +56,8 @@ class AskCog(commands.Cog):
             scopes=scopes_for(self.service, interaction.guild_id, interaction.channel),
             conversation=conversation_key(interaction.guild_id, interaction.channel, root),
         )
-        async with self.bot.inflight.track():
+        async with self.inflight.track():
             await stream_answer(self.service, question_, InteractionSurface(interaction))
-
-    async def cog_app_command_error(
-        self, interaction: discord.Interaction, error: app_commands.AppCommandError
-    ) -> None:
-        await report_interaction_failure(interaction, error)
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -80,7 +74,7 @@ class AskCog(commands.Cog):
         if key is None or not await self.service.claim_event(Platform.DISCORD.value, f"message:{message.id}"):
             return
         thread = message.channel if isinstance(message.channel, discord.Thread) else None
-        if self.settings.discord_reply_in_thread and message.guild is not None and key.thread == str(message.id):
+        if self.settings.reply_in_thread and message.guild is not None and key.thread == str(message.id):
             thread = await message.create_thread(name=text[:THREAD_NAME_CHARS])
             key = conversation_key(message.guild.id, thread, thread.id)
         log.info("ask message=%d guild=%s channel=%s thread=%s", message.id, key.workspace, key.channel, key.thread)
@@ -92,7 +86,7 @@ class AskCog(commands.Cog):
             conversation=key,
         )
         try:
-            async with self.bot.inflight.track():
+            async with self.inflight.track():
                 await surface.start()
                 await stream_answer(self.service, question, surface)
         except Exception as exc:  # listeners have no error hook that reaches the user
