@@ -6,9 +6,12 @@ its own settings (``SLACK_*``, ``DISCORD_*``) read here, at the entry point.
 
 from __future__ import annotations
 
-from bot.inflight import InFlight
-from bot.ops.lifecycle import Connector
-from bot.service import Lorebot
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # types only: every `lorebot` command imports this module, and most never serve
+    from bot.inflight import InFlight
+    from bot.ops.lifecycle import Connector
+    from bot.service import Lorebot
 
 
 async def _slack(service: Lorebot, inflight: InFlight) -> None:
