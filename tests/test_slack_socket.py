@@ -327,3 +327,14 @@ async def test_empty_mention_gets_a_hint_instead_of_an_llm_call(slack_bot: Slack
     hint = await slack_bot.slack.wait_for(lambda: slack_bot.slack.calls_to("chat.update"))
     assert hint[0].args["text"].startswith("Ask me a question after the mention")
     assert slack_bot.llm.chat_requests == []
+
+
+async def test_a_mention_while_draining_is_refused_with_a_restart_notice(slack_bot: SlackBot) -> None:
+    slack_bot.runner.deps.inflight.stop_accepting()  # what SIGTERM does before the intake is dropped
+    mention = slack_bot.slack.mention("wifi password?", user=USER, channel=CHANNEL)
+    await slack_bot.slack.send_event(mention)
+
+    [notice] = await slack_bot.slack.wait_for(lambda: slack_bot.slack.calls_to("chat.postMessage"), what="notice")
+    assert notice.args["text"] == "I'm restarting: please ask again in a moment."
+    assert notice.args["thread_ts"] == mention["ts"]
+    assert slack_bot.llm.chat_requests == []

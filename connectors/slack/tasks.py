@@ -17,6 +17,7 @@ from typing import Any
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.errors import ShuttingDown
 from bot.failures import describe_failure
 from bot.inflight import InFlight
 
@@ -33,8 +34,13 @@ class Tasks:
         self._inflight = inflight
 
     def spawn(self, work: Coroutine[Any, Any, None], *, name: str, tell: Tell) -> asyncio.Task[None]:
-        """Run ``work`` in the background; if it fails, log the error and ``tell`` the user its id."""
-        return self._inflight.run(_run(work, name, tell), name=name)
+        """Run ``work`` in the background; if it fails, log the error and ``tell`` the user its id. Raises
+        :class:`ShuttingDown` (to bolt's error handler), without starting ``work``, once draining started."""
+        try:
+            return self._inflight.run(_run(work, name, tell), name=name)
+        except ShuttingDown:
+            work.close()
+            raise
 
 
 async def _run(work: Coroutine[Any, Any, None], name: str, tell: Tell) -> None:
