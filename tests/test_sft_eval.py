@@ -89,9 +89,10 @@ async def test_eval_scores_each_model_on_identical_prompts(tmp_path: Path, eval_
     assert by_model["base"][0][0] == {"role": "system", "content": SYSTEM_PROMPT}
     [super_bowl] = [m[1]["content"] for m in by_model["base"] if m[1]["content"].endswith("Super Bowl 50?")]
     assert '<source id="2" title="Super Bowl 50">' in super_bowl
-    assert "| Token F1 (answerable, %) | 15.4 | 100.0 | 30.8 | 100.0 | 0.0 | 100.0 |" in (
-        tmp_path / "report" / "eval.md"
-    ).read_text()
+    assert (
+        "| Token F1 (answerable, %) | 15.4 | 100.0 | 30.8 | 100.0 | 0.0 | 100.0 |"
+        in (tmp_path / "report" / "eval.md").read_text()
+    )
     assert "all: 2 answerable / 1 unanswerable, en: 1 answerable / 1 unanswerable" in table(results)
 
 
