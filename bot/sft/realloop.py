@@ -63,13 +63,14 @@ class LoopCorpus:
 
 def throwaway_settings(settings: Settings, directory: Path) -> Settings:
     """Settings for a knowledge base that lives only in ``directory``: an embedded server there, never the
-    configured database (evaluation data must not reach a production knowledge base), no rate limit."""
-    return settings.model_copy(update={"database_url": None, "data_dir": directory, "rate_limit_per_minute": 0})
+    configured database (evaluation data must not reach a production knowledge base)."""
+    return settings.model_copy(update={"database_url": None, "data_dir": directory})
 
 
 @asynccontextmanager
 async def loop_service(settings: Settings, *, embedder: Embedder | None = None) -> AsyncIterator[Lorebot]:
-    """The real service (ingestion, retrieval, chain) on ``settings``' database, closed afterwards."""
+    """The real service (ingestion, retrieval, chain) on ``settings``' database without a rate limit, closed
+    afterwards."""
     service = await Lorebot.start(settings.model_copy(update={"rate_limit_per_minute": 0}), embedder=embedder)
     try:
         yield service
