@@ -47,7 +47,7 @@ from psycopg_pool import AsyncConnectionPool
 from bot.domain import Chunk
 from bot.embeddings import Embedder, load_embedder
 from bot.ingest.chunking import chunk_document
-from bot.ingest.pipeline import Ingestor, TextSource
+from bot.ingest.pipeline import Ingestor, IngestSource, TextSource
 from bot.settings import Settings
 from bot.storage.documents import replace_document
 from bot.storage.embedded import start_embedded_server
@@ -223,7 +223,7 @@ async def profile_stages(conninfo: str, embedder: Embedder, settings: Settings, 
     for target, name, replacement in patches:
         setattr(target, name, replacement)
     try:
-        result = await bench_ingestor_paths(conninfo, embedder, settings, sorted(folder.glob("*.md")))
+        result = await bench_add_many(conninfo, embedder, settings, sorted(folder.glob("*.md")))
     finally:
         for target, name, original in originals:
             if original is None:
@@ -233,17 +233,18 @@ async def profile_stages(conninfo: str, embedder: Embedder, settings: Settings, 
     return {"wall_s": result["seconds"], "docs": result["docs"], "stages_s": clock.seconds}
 
 
-async def bench_ingestor_paths(conninfo: str, embedder: Embedder, settings: Settings, paths: Sequence[Path]) -> dict:
+async def bench_add_many(conninfo: str, embedder: Embedder, settings: Settings, items: Sequence[IngestSource]) -> dict:
+    """``items`` (texts or files) through ``Ingestor.add_many`` (embedding batched across documents)."""
     async with lorebot_pool(conninfo, embedder.dim, settings) as pool:
         ingestor = Ingestor(pool, embedder, settings)
         started = time.perf_counter()
         chunks = 0
-        async for _, outcome in ingestor.add_many(paths, scope="bench", added_by="bench"):
+        async for _, outcome in ingestor.add_many(items, scope="bench", added_by="bench"):
             if isinstance(outcome, Exception):
                 raise outcome
             chunks += outcome.chunk_count
         seconds = time.perf_counter() - started
-    return {"seconds": seconds, "docs": len(paths), "chunks": chunks}
+    return {"seconds": seconds, "docs": len(items), "chunks": chunks}
 
 
 @asynccontextmanager
@@ -287,23 +288,6 @@ async def bench_ingestor(
                 text, title=title, scope="bench", source_uri=f"squad:{i}", added_by="bench"
             )
             chunks += result.chunk_count
-        seconds = time.perf_counter() - started
-    return {"seconds": seconds, "docs": len(docs), "chunks": chunks}
-
-
-async def bench_ingestor_bulk(
-    conninfo: str, embedder: Embedder, settings: Settings, docs: Sequence[tuple[str, str]]
-) -> dict:
-    """The same documents through ``Ingestor.add_many`` (embedding batched across documents)."""
-    async with lorebot_pool(conninfo, embedder.dim, settings) as pool:
-        ingestor = Ingestor(pool, embedder, settings)
-        items = [TextSource(text, title=title, source_uri=f"squad:{i}") for i, (title, text) in enumerate(docs)]
-        started = time.perf_counter()
-        chunks = 0
-        async for _, outcome in ingestor.add_many(items, scope="bench", added_by="bench"):
-            if isinstance(outcome, Exception):
-                raise outcome
-            chunks += outcome.chunk_count
         seconds = time.perf_counter() - started
     return {"seconds": seconds, "docs": len(docs), "chunks": chunks}
 
@@ -373,12 +357,13 @@ async def main() -> None:
     chunk_texts = [c.text for title, text in docs for c in chunk_document(text, title=title, settings=settings)]
     folder = write_folder(docs, Path(tempfile.mkdtemp(prefix="lorebench-docs-")))
     load_before = os.getloadavg()
+    texts = [TextSource(text, title=title, source_uri=f"squad:{i}") for i, (title, text) in enumerate(docs)]
     results = {
         EMBEDDER_PARAGRAPHS: bench_embedder(embedder, [text for _, text in docs]),
         EMBEDDER_CHUNKS: {**bench_embedder(embedder, chunk_texts), "docs": len(docs)},
         PER_DOCUMENT: await bench_ingestor(fresh_database(server_uri, "bench_ingestor"), embedder, settings, docs),
-        BULK: await bench_ingestor_bulk(fresh_database(server_uri, "bench_ingestor_bulk"), embedder, settings, docs),
-        BULK_FILES: await bench_ingestor_paths(
+        BULK: await bench_add_many(fresh_database(server_uri, "bench_ingestor_bulk"), embedder, settings, texts),
+        BULK_FILES: await bench_add_many(
             fresh_database(server_uri, "bench_ingestor_files"), embedder, settings, sorted(folder.glob("*.md"))
         ),
         CLI: bench_cli(fresh_database(server_uri, "bench_cli"), folder, embedder.dim),
