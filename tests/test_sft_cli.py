@@ -101,6 +101,24 @@ def test_eval_command_prints_the_side_by_side_table(
     assert not list(tmp_path.glob("lorebot/pgdata")), "the real loop uses a throwaway database, never DATA_DIR"
 
 
+@pytest.mark.parametrize(
+    ("section", "line", "message"),
+    [
+        ("dataset", 'rag_passages = "retrived"', "dataset.rag_passages must be one of 'retrieved', 'stored'"),
+        ("eval", 'mode = "lop"', "eval.mode must be one of 'loop', 'stored'"),
+    ],
+)
+def test_a_misspelt_mode_is_an_error_not_a_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, section: str, line: str, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "sft.toml"
+    config.write_text(f"[{section}]\n{line}\n", encoding="utf-8")
+    result = runner.invoke(sft_app, ["dataset" if section == "dataset" else "eval", "--config", str(config)])
+    assert result.exit_code == 1
+    assert message in result.output
+
+
 def test_eval_command_rejects_a_malformed_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(sft_app, ["eval", "--target", "no-url"])

@@ -9,10 +9,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -67,14 +64,12 @@ def dataset(
         if cfg.rag_passages == "retrieved":
             from bot.sft.realloop import loop_service, retrieved_rag, throwaway_settings
 
-            async def build_rag() -> dict:
-                async with loop_service(throwaway_settings(settings, directory)) as service:
+            async def build_rag(loop_settings: Settings) -> dict:
+                async with loop_service(loop_settings) as service:
                     return await retrieved_rag(cfg, service, split_articles(cfg))
 
-            with _throwaway_dir() as directory:
-                rag = asyncio.run(build_rag())
-        elif cfg.rag_passages != "stored":
-            raise typer.BadParameter(f"dataset.rag_passages must be 'retrieved' or 'stored', not {cfg.rag_passages!r}")
+            with throwaway_settings(settings) as loop_settings:
+                rag = asyncio.run(build_rag(loop_settings))
         tokenizer = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
         result = build_dataset(cfg, rag=rag, extra=extra, tokenizer=tokenizer)
     except LorebotError as e:
@@ -147,25 +142,11 @@ def evaluate(
             if stored:
                 results = asyncio.run(run_stored(settings, targets, cfg, output_dir=output_dir))
             else:
-                directory = stack.enter_context(_throwaway_dir())
-                loop_settings = throwaway_settings(settings, directory)
+                loop_settings = stack.enter_context(throwaway_settings(settings))
                 results = asyncio.run(evaluate_loop(loop_settings, targets, cfg, loaded.dataset, output_dir=output_dir))
     except LorebotError as e:
         raise _fail(e) from e
     typer.echo(table(results))
-
-
-@contextlib.contextmanager
-def _throwaway_dir() -> Iterator[Path]:
-    """A temporary data directory the embedded server's OS user can reach; removed afterwards."""
-    from bot.storage.embedded import stop_embedded_server
-
-    with tempfile.TemporaryDirectory(prefix="lorebot-sft-loop-") as directory:
-        os.chmod(directory, 0o755)
-        try:
-            yield Path(directory)
-        finally:
-            stop_embedded_server(Path(directory))
 
 
 def _target(spec: str) -> object:

@@ -41,6 +41,9 @@ class DatasetConfig:
     feedback: bool = False  # include 👍-rated answers from the database in settings
     feedback_limit: int = 10000
 
+    def __post_init__(self) -> None:
+        _check_choice("dataset.rag_passages", self.rag_passages, ("retrieved", "stored"))
+
 
 @dataclass(frozen=True)
 class LoraConfig:
@@ -96,12 +99,20 @@ class EvalConfig:
     temperature: float = 0.0
     timeout_s: float = 120.0
 
+    def __post_init__(self) -> None:
+        _check_choice("eval.mode", self.mode, ("loop", "stored"))
+
 
 @dataclass(frozen=True)
 class SFTConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise SFTError(f"{name} must be one of {', '.join(map(repr, choices))}, not {value!r}")
 
 
 def load_config(path: Path | None) -> SFTConfig:

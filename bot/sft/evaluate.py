@@ -368,7 +368,7 @@ async def evaluate_loop(
     output_dir: Path | None = None,
     embedder: Embedder | None = None,
 ) -> Results:
-    """Ingest the evaluation corpus into ``settings``' database (pass :func:`~bot.sft.realloop.throwaway_settings`)
+    """Ingest the evaluation corpus into ``settings``' database (see :func:`~bot.sft.realloop.throwaway_settings`)
     and ask every question through the service, once per target; writes the report like :func:`evaluate`."""
     from bot.service import Lorebot
 

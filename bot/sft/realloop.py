@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import random
 import re
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+import tempfile
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from bot.sft import metrics
 from bot.sft.config import DatasetConfig
 from bot.sft.example import Example, detect_lang
 from bot.sft.squad import Paragraph
+from bot.storage.embedded import stop_embedded_server
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +63,17 @@ class LoopCorpus:
         return [q for q in self.questions if q.answers]
 
 
-def throwaway_settings(settings: Settings, directory: Path) -> Settings:
-    """Settings for a knowledge base that lives only in ``directory``: an embedded server there, never the
-    configured database (evaluation data must not reach a production knowledge base)."""
-    return settings.model_copy(update={"database_url": None, "data_dir": directory})
+@contextmanager
+def throwaway_settings(settings: Settings) -> Iterator[Settings]:
+    """Settings for a knowledge base that lives only until the block ends: an embedded server in a temporary
+    folder, never the configured database (evaluation data must not reach a production knowledge base)."""
+    with tempfile.TemporaryDirectory(prefix="lorebot-sft-loop-") as name:
+        directory = Path(name)
+        directory.chmod(0o755)  # the embedded server's OS user must reach it
+        try:
+            yield settings.model_copy(update={"database_url": None, "data_dir": directory})
+        finally:
+            stop_embedded_server(directory)
 
 
 @asynccontextmanager
