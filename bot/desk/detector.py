@@ -1,0 +1,88 @@
+"""Is a channel message a question for the knowledge base? Used by channels in ``questions`` mode, where the bot
+answers without a mention and so must stay out of chatter.
+
+Rules, not a model: they are cheap, explainable, and tuned for precision (a wrong answer to chatter annoys a whole
+channel; a missed question can still be asked with a mention). English and Chinese. Measured on the labelled set
+in ``tests/fixtures/desk_messages.jsonl`` (see ``tests/test_desk_detector.py``).
+"""
+
+from __future__ import annotations
+
+import re
+
+MIN_CHARS = 6
+"""Shorter messages ("why?", "ok?", "？") are reactions, not questions anyone could answer from documents."""
+
+ADDRESSED = re.compile(r"(?:^|\s)@\S")
+"""A message that mentions someone (platform mentions are written as ``@name`` by the adapter) is for them."""
+
+QUESTION_MARK = re.compile(r"[?？]\s*[)\]）]?\s*$|[?？](?=\s)")
+
+EN_OPENERS = re.compile(
+    r"^(?:how|what|where|when|which|who|whom|whose|why|is|are|was|were|do|does|did|can|could|should|would|will|"
+    r"may|might|shall|has|have|any\s?one|anybody|is there|are there)\b",
+    re.IGNORECASE,
+)
+EN_REQUESTS = re.compile(
+    r"\b(?:does anyone know|anyone know|i need to know|need help|help me|please explain|tell me how|"
+    r"i(?:'m| am) (?:looking for|trying to find|not sure how)|how do i|how can i|where can i|is it possible|"
+    r"i can(?:no|')t (?:find|log|access|open|connect|reset|get)|unable to (?:log|access|connect|find|open)|"
+    r"what(?:'s| is) the (?:process|policy|procedure|deadline|limit|number|address|link))\b",
+    re.IGNORECASE,
+)
+EN_SOCIAL = re.compile(
+    r"\b(?:how are you|how's it going|how was your|how was the|what's up|whats up|sup|you guys|anyone (?:up for|want|"
+    r"wanna|going|free|around)|want to grab|lunch|coffee|beer|drinks|weekend|birthday|game last night|"
+    r"did you see|are you (?:ok|okay|there|around|free)|ready\?|right\?|really\?|seriously\?|isn't it|"
+    r"who's in|who is in|party|movie|joke)\b",
+    re.IGNORECASE,
+)
+EN_CHATTER = re.compile(
+    r"^(?:hi|hello|hey|yo|thanks|thank you|thx|ty|ok|okay|k|lol|haha|nice|cool|great|good (?:morning|night|evening|"
+    r"afternoon)|morning|gm|bye|cheers|congrats|welcome|np|no problem|sure|yes|no|yep|nope)\b[\s!.,:)\w]*$",
+    re.IGNORECASE,
+)
+
+ZH_QUESTION_WORDS = re.compile(
+    r"怎么|怎样|如何|什么|哪里|哪儿|哪个|哪些|哪家|几点|几号|多少|多久|多长|为什么|为何|是否|能否|可否|能不能|可不可以|"
+    r"有没有|是不是|要不要|需不需要|请问|谁能|求助|请教"
+)
+ZH_FINAL_PARTICLE = re.compile(r"[吗么呢][\s。.!！~～]*$")
+ZH_SOCIAL = re.compile(
+    r"吃饭|吃了吗|午饭|晚饭|下班了|周末|放假去|喝咖啡|喝奶茶|聚餐|生日|电影|游戏|好玩|你好吗|最近好吗|在吗|在不在|"
+    r"干嘛呢|哈哈|嘻嘻|累不累|开心|一起去"
+)
+ZH_CHATTER = re.compile(
+    r"^(?:大家好|你好|您好|早上好|早安|晚安|下午好|谢谢|多谢|感谢|好的|收到|嗯|哦|好|辛苦了|恭喜)[\s\w!！。,，~～]*$"
+)
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def is_question(text: str) -> bool:
+    """True when ``text`` asks for information the knowledge base could give (not chatter, greetings or thanks,
+    not a social question, not addressed to someone else)."""
+    text = " ".join(text.split())
+    if len(text) < MIN_CHARS or ADDRESSED.search(text):
+        return False
+    if CJK.search(text):
+        return _chinese_question(text)
+    return _english_question(text)
+
+
+def _english_question(text: str) -> bool:
+    if EN_CHATTER.match(text) or EN_SOCIAL.search(text):
+        return False
+    if EN_REQUESTS.search(text):
+        return True
+    words = re.findall(r"[A-Za-z']+", text)
+    if len(words) < 3:
+        return False
+    return bool(QUESTION_MARK.search(text) or EN_OPENERS.match(text))
+
+
+def _chinese_question(text: str) -> bool:
+    if ZH_CHATTER.match(text) or ZH_SOCIAL.search(text):
+        return False
+    if len(CJK.findall(text)) < 4:
+        return False
+    return bool(QUESTION_MARK.search(text) or ZH_QUESTION_WORDS.search(text) or ZH_FINAL_PARTICLE.search(text))
