@@ -42,6 +42,7 @@ from bot.ratelimit import RateLimiter
 from bot.retrieval import Retriever
 from bot.scopes import resolve_scopes
 from bot.settings import Settings
+from bot.sources.manager import SourceManager
 from bot.storage import conversations, documents, events, feedback
 from bot.storage.migrate import migrate
 from bot.storage.pool import open_pool, resolve_database_url
@@ -50,6 +51,7 @@ from bot.validation import check_actor, checked_question, clean_text, question_t
 
 if TYPE_CHECKING:
     from bot.answer.chain import Answerer
+    from bot.desk.service import Desk
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ class Lorebot:
         self.ingestor = Ingestor(pool, embedder, settings)
         self.audit = AuditTrail(pool, settings)
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.sources = SourceManager(pool, self.ingestor, self.audit, settings)
 
     @classmethod
     async def start(
@@ -97,6 +100,13 @@ class Lorebot:
         from bot.answer.chain import Answerer
 
         return Answerer(self.settings, self.retriever)
+
+    @cached_property
+    def desk(self) -> Desk:
+        """The support desk: channel behaviour, hand-over to people, saved answers, the report."""
+        from bot.desk.service import Desk
+
+        return Desk(self.pool, self.settings, self.embedder, self.audit, self.add_text)
 
     async def close(self) -> None:
         await self.pool.close()

@@ -119,6 +119,20 @@ class Settings(BaseSettings):
     )
     rate_limit_per_minute: int = Field(default=10, ge=0, description="Questions per user per minute; 0 = off")
 
+    # --- support desk (chat settings, /kb desk ..., win over these) -----------------------------------
+    desk_channel_modes: dict[str, Literal["mention", "questions", "threads"]] = Field(
+        default_factory=dict, description='JSON: {"slack:T1:C1": "questions"}; keys as in SCOPE_MAP, most specific wins'
+    )
+    desk_footers: dict[str, str] = Field(
+        default_factory=dict, description='JSON: {"clinic": "Not medical advice - call the clinic for urgent matters"}'
+    )
+    desk_handover: dict[str, list[str]] = Field(
+        default_factory=dict, description='JSON: {"slack:clinic": ["C0NURSES", "S0NURSES"]}: channel, group to mention'
+    )
+    desk_redact_personal_data: bool = Field(
+        default=True, description="Replace e-mail addresses and phone numbers in reports and SFT data"
+    )
+
     # --- operations ----------------------------------------------------------------------------------
     health_host: str = "0.0.0.0"
     health_port: int = Field(default=8080, ge=0, le=65535, description="/healthz and /metrics; 0 = off")
