@@ -42,6 +42,7 @@ from bot.ratelimit import RateLimiter
 from bot.retrieval import Retriever
 from bot.scopes import resolve_scopes
 from bot.settings import Settings
+from bot.sources.manager import SourceManager
 from bot.storage import conversations, documents, events, feedback
 from bot.storage.migrate import migrate
 from bot.storage.pool import open_pool, resolve_database_url
@@ -69,6 +70,7 @@ class Lorebot:
         self.ingestor = Ingestor(pool, embedder, settings)
         self.audit = AuditTrail(pool, settings)
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.sources = SourceManager(pool, self.ingestor, self.audit, settings)
 
     @classmethod
     async def start(

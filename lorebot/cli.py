@@ -9,11 +9,14 @@ from __future__ import annotations
 from enum import StrEnum
 
 from bot.cli import ScopeOption, app, console, load_settings, operator, run_core, scopes_or_default
+from bot.sources_cli import sources_app
 from lorebot.connectors import CONNECTORS
 
 ConnectorName = StrEnum("ConnectorName", {name: name for name in CONNECTORS})
 
 __all__ = ["app"]
+
+app.add_typer(sources_app, name="sources")
 
 
 @app.command()

@@ -34,6 +34,7 @@ from bot.ops.metrics import Metrics
 from bot.runtime import llm_endpoint
 from bot.service import Lorebot
 from bot.settings import Settings
+from bot.sources.scheduler import scheduling_sources
 from bot.storage import events
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ async def run_service(settings: Settings, connector: Connector) -> None:
             service = await Lorebot.start(settings, observer=metrics)
             stack.push_async_callback(service.close)
             await stack.enter_async_context(pruning_events(service.pool))
+            await stack.enter_async_context(scheduling_sources(service.sources))
             inflight = InFlight()
             if settings.health_port:
                 health = HealthServer(settings, service.pool, metrics, draining=lambda: not inflight.accepting)

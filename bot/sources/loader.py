@@ -1,0 +1,82 @@
+"""The one shape every kind has: a LangChain ``BaseLoader`` yielding one ``Document`` per upstream document.
+
+LangChain-community's loaders fetch with their own HTTP clients, around our SSRF guard and size limits, so each
+kind here is a ``langchain_core`` ``BaseLoader`` of ours whose every request goes through
+:func:`bot.ingest.fetch.fetch_url` (or, for Git, a locked-down ``git`` subprocess) and whose bytes go through
+:func:`bot.ingest.loaders.load_document`. A yielded document's metadata says what became of it:
+
+- ``fetched``: read now; ``page_content`` is its text, ``title`` its title;
+- ``unchanged``: its cheap change marker (``version``: lastmod, Git blob id, mtime and size) equals the stored
+  one, so it was not even read;
+- ``failed``: it exists upstream but could not be read (``error`` says why); what was stored stays.
+
+After the iteration, :attr:`SourceLoader.complete` tells whether the listing was whole: documents not yielded
+are removed only then. The listing itself failing raises :class:`~bot.sources.model.SourceError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Mapping
+from typing import Literal
+
+from langchain_core.document_loaders import BaseLoader
+from langchain_core.documents import Document
+
+from bot.ingest.loaders import LoadedDocument, load_document
+from bot.settings import Settings
+from bot.sources.model import Source
+
+State = Literal["fetched", "unchanged", "failed"]
+
+
+class SourceLoader(BaseLoader):
+    """Base of the kinds; ``known`` maps each stored upstream URI to its stored change marker."""
+
+    def __init__(self, source: Source, settings: Settings, known: Mapping[str, str]) -> None:
+        self.source = source
+        self.settings = settings
+        self.known = known
+        self.complete = True
+        """False once something (a failed page whose links are unknown, a truncated listing) hides documents."""
+        self.revision = ""
+        """What the upstream was at (a Git commit), recorded with the sync."""
+        self.notes: list[str] = []
+        """Things the admin should know that are not a document's failure (a listing cut at ``max_pages``)."""
+
+    @abstractmethod
+    def alazy_load(self) -> AsyncIterator[Document]:
+        """Yield the source's documents (see the module docstring for their metadata)."""
+
+    def is_unchanged(self, uri: str, version: str) -> bool:
+        return bool(version) and self.known.get(uri) == version
+
+
+def fetched(uri: str, version: str, loaded: LoadedDocument, **extra: str) -> Document:
+    metadata = {
+        "source": uri,
+        "state": "fetched",
+        "version": version,
+        "title": loaded.title,
+        "mime_type": loaded.mime_type,
+        **extra,
+    }
+    return Document(page_content=loaded.text, metadata=metadata)
+
+
+def unchanged(uri: str, version: str) -> Document:
+    return Document(page_content="", metadata={"source": uri, "state": "unchanged", "version": version})
+
+
+def failed(uri: str, error: str) -> Document:
+    return Document(page_content="", metadata={"source": uri, "state": "failed", "error": error})
+
+
+def state(document: Document) -> State:
+    return document.metadata["state"]
+
+
+async def load_bytes(data: bytes, *, filename: str, content_type: str | None = None) -> LoadedDocument:
+    """Our loaders, in a worker thread (HTML and PDF parsing are CPU-bound)."""
+    return await asyncio.to_thread(load_document, data, filename=filename, declared_mime=content_type)

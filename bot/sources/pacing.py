@@ -1,0 +1,37 @@
+"""Polite fetching for crawls: at most N requests per second to one host, every request through the SSRF guard."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+from bot.ingest.fetch import Fetched, fetch_url
+from bot.settings import Settings
+
+
+class PacedFetcher:
+    """:func:`~bot.ingest.fetch.fetch_url` with a per-host minimum interval (``1 / per_host_per_s``).
+
+    The interval can only grow (``slow_down``), e.g. to a robots.txt ``Crawl-delay``.
+    """
+
+    def __init__(self, settings: Settings, per_host_per_s: float) -> None:
+        self.settings = settings
+        self.interval = 1.0 / per_host_per_s
+        self._next_at: dict[str, float] = {}
+
+    def slow_down(self, interval_s: float) -> None:
+        self.interval = max(self.interval, interval_s)
+
+    async def get(self, url: str) -> Fetched:
+        await self._wait_turn(httpx.URL(url).netloc.decode("ascii", "replace"))
+        return await fetch_url(url, self.settings)
+
+    async def _wait_turn(self, host: str) -> None:
+        now = time.monotonic()
+        at = max(now, self._next_at.get(host, now))
+        self._next_at[host] = at + self.interval
+        if at > now:
+            await asyncio.sleep(at - now)

@@ -1,0 +1,56 @@
+"""Scheduled syncs inside the long-lived bot process (``lorebot serve``).
+
+Every replica runs the scheduler; each tick it lists the due sources and syncs those whose advisory lock it gets
+and that are still due once it holds it (a replica that just finished one moved its next run on), so exactly one
+replica syncs a due source. ``lorebot sources sync`` does the same from cron without a bot running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from bot.errors import LorebotError
+from bot.sources.manager import SourceManager
+from bot.sources.model import SyncReport
+
+log = logging.getLogger(__name__)
+
+TICK_S = 30.0
+
+
+async def sync_due(manager: SourceManager) -> list[SyncReport]:
+    """Sync every due source this process can lock; a failing source does not stop the others."""
+    reports = []
+    for source_id in await manager.due():
+        try:
+            report = await manager.sync_if_due(source_id)
+        except LorebotError as e:
+            log.warning("scheduled sync of source=%d failed: %s", source_id, e)
+            continue
+        if report is not None:
+            reports.append(report)
+    return reports
+
+
+@contextlib.asynccontextmanager
+async def scheduling_sources(manager: SourceManager, *, tick_s: float = TICK_S) -> AsyncIterator[None]:
+    """Run :func:`sync_due` now and every ``tick_s`` seconds while the block runs."""
+    task = asyncio.create_task(_run(manager, tick_s), name="source scheduler")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _run(manager: SourceManager, tick_s: float) -> None:
+    while True:
+        try:
+            await sync_due(manager)
+        except LorebotError as e:  # the database may be back by the next tick; serving goes on meanwhile
+            log.warning("cannot run scheduled syncs: %s", e)
+        await asyncio.sleep(tick_s)

@@ -1,0 +1,154 @@
+"""One sync of one source: list upstream, skip what did not change, replace what did, remove what is gone.
+
+Every document is replaced in its own transaction (:func:`bot.storage.documents.replace_document`), so a sync that
+stops half way leaves each document either old or new. The change marker is recorded only after its document is
+stored, so an interrupted sync re-reads rather than skips. Documents are removed only after a listing that was
+whole (:attr:`SourceLoader.complete`): a failed fetch, a failed listing or a truncated one never deletes. A failed
+listing raises from the loader; the sync is then recorded as failed with nothing removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from psycopg_pool import AsyncConnectionPool
+
+from bot.domain import IngestResult
+from bot.errors import LorebotError
+from bot.ingest.pipeline import Ingestor, TextSource
+from bot.settings import Settings
+from bot.sources.kinds import loader_for
+from bot.sources.model import Source, SyncCounts, SyncReport, short_error
+from bot.storage import sources as store
+from bot.validation import clean_text
+
+if TYPE_CHECKING:
+    from langchain_core.documents import Document
+
+log = logging.getLogger(__name__)
+
+STORE_BATCH = 32
+"""Fetched documents handed to :meth:`Ingestor.add_many` at once (their chunks are embedded together)."""
+MAX_REPORTED_FAILURES = 50
+
+OnItem = Callable[[str, str], None]
+"""Progress: called with (upstream URI, ``added`` | ``updated`` | ``unchanged`` | ``failed`` | ``removed``)."""
+_STATUS = {"added": "added", "replaced": "updated", "unchanged": "unchanged"}
+
+
+@dataclass
+class _Tally:
+    on_item: OnItem | None
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SyncCounts().as_json(), 0))
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def count(self, uri: str, outcome: str, n: int = 1) -> None:
+        self.counts[outcome] += n
+        if self.on_item:
+            self.on_item(uri, outcome)
+
+    def fail(self, uri: str, error: str) -> None:
+        if len(self.failures) < MAX_REPORTED_FAILURES:
+            self.failures.append((uri, short_error(error)))
+        self.count(uri, "failed")
+
+
+class SourceSync:
+    """Syncs sources into their scope with the shared :class:`Ingestor`; the caller holds the source's lock."""
+
+    def __init__(self, pool: AsyncConnectionPool, ingestor: Ingestor, settings: Settings) -> None:
+        self.pool = pool
+        self.ingestor = ingestor
+        self.settings = settings
+
+    async def run(self, source: Source, on_item: OnItem | None = None) -> SyncReport:
+        started = time.perf_counter()
+        stored = await store.items(self.pool, source.id)
+        loader = loader_for(source, self.settings, {uri: item.version for uri, item in stored.items()})
+        tally = _Tally(on_item)
+        seen: set[str] = set()
+        batch: list[Document] = []
+        try:
+            async for document in loader.alazy_load():
+                uri = document.metadata["source"]
+                if uri in seen:
+                    continue
+                seen.add(uri)
+                state = document.metadata["state"]
+                if state == "unchanged":
+                    tally.count(uri, "unchanged")
+                elif state == "failed":
+                    tally.fail(uri, document.metadata["error"])
+                else:
+                    batch.append(document)
+                    if len(batch) >= STORE_BATCH:
+                        await self._store(source, loader.revision, batch, tally)
+                        batch = []
+            await self._store(source, loader.revision, batch, tally)
+        except LorebotError as e:
+            log.warning("source=%d sync failed: %s", source.id, e)
+            report = self._report(source, "failed", tally, started, error=short_error(str(e)))
+            await self._record(report)
+            return report
+        gone = [uri for uri in stored if uri not in seen]
+        skipped = bool(gone) and not loader.complete
+        if gone and loader.complete:
+            tally.counts["removed"] = await store.remove_items(self.pool, source.id, gone)
+            for uri in gone if on_item else ():
+                on_item(uri, "removed")
+        status = "partial" if tally.counts["failed"] or skipped else "ok"
+        error = "; ".join(loader.notes)
+        report = self._report(
+            source, status, tally, started, error=short_error(error), revision=loader.revision, removals_skipped=skipped
+        )
+        await self._record(report)
+        return report
+
+    async def _store(self, source: Source, revision: str, batch: Sequence[Document], tally: _Tally) -> None:
+        if not batch:
+            return
+        texts = [
+            TextSource(clean_text(d.page_content), clean_text(d.metadata["title"]), d.metadata["source"]) for d in batch
+        ]
+        versions = {d.metadata["source"]: d.metadata["version"] for d in batch}
+        async for item, outcome in self.ingestor.add_many(texts, scope=source.scope, added_by=f"source:{source.id}"):
+            assert isinstance(item, TextSource) and item.source_uri is not None
+            if isinstance(outcome, IngestResult):
+                await store.record_item(
+                    self.pool,
+                    source.id,
+                    uri=item.source_uri,
+                    document_id=outcome.document.id,
+                    version=versions[item.source_uri],
+                    revision=revision,
+                )
+                tally.count(item.source_uri, _STATUS[outcome.status])
+            else:
+                tally.fail(item.source_uri, str(outcome))
+
+    def _report(self, source: Source, status: str, tally: _Tally, started: float, **extra) -> SyncReport:
+        return SyncReport(
+            source.id,
+            status,
+            SyncCounts(**tally.counts),
+            tuple(tally.failures),  # type: ignore[arg-type]
+            seconds=time.perf_counter() - started,
+            **extra,
+        )
+
+    async def _record(self, report: SyncReport) -> None:
+        await store.record_sync(
+            self.pool,
+            report.source_id,
+            status=report.status,
+            error=report.error or "",
+            counts=report.counts.as_json(),
+            revision=report.revision,
+        )
+        log.info(
+            "source=%d synced %s %s in %.1f s", report.source_id, report.status, report.counts.as_json(), report.seconds
+        )

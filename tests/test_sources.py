@@ -1,0 +1,225 @@
+"""Connected sources end to end: real Postgres + pgvector, real MiniLM embeddings, real HTTP on loopback and real
+Git repositories made in a temp folder. Each kind: first sync, edit one, delete one, add one, re-sync → exact
+counts and fresh search results; a re-run changes nothing; upstream down removes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from bot.access import AuditTrail
+from bot.domain import Actor
+from bot.embeddings import Embedder
+from bot.errors import IngestError, PermissionDenied
+from bot.ingest.pipeline import Ingestor
+from bot.retrieval import Retriever
+from bot.settings import Settings
+from bot.sources.manager import SourceManager
+from bot.sources.model import SourceError, SourceOptions, SyncReport
+from bot.storage import documents
+
+ADMIN = Actor("local", "operator", is_admin=True)
+CHAT_ADMIN = Actor("slack", "U1", is_admin=True)
+MEMBER = Actor("slack", "U2")
+
+
+class CountingEmbedder:
+    """The real embedder, counting the texts it embeds; ``fail_on`` makes texts containing it fail (a fault
+    injected at the model, as a crashed embedding server would)."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner, self.name, self.dim = inner, inner.name, inner.dim
+        self.embedded = 0
+        self.fail_on = ""
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if self.fail_on and any(self.fail_on in text for text in texts):
+            raise IngestError("embedding server crashed")
+        self.embedded += len(texts)
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.inner.embed_query(text)
+
+
+@pytest.fixture
+def counting(embedder: Embedder) -> CountingEmbedder:
+    return CountingEmbedder(embedder)
+
+
+def manager_for(pool: AsyncConnectionPool, embedder, settings: Settings) -> SourceManager:
+    return SourceManager(pool, Ingestor(pool, embedder, settings), AuditTrail(pool, settings), settings)
+
+
+@pytest.fixture
+def manager(pool: AsyncConnectionPool, counting: CountingEmbedder, settings: Settings) -> SourceManager:
+    return manager_for(pool, counting, settings)
+
+
+def counts(report: SyncReport) -> dict[str, int]:
+    return report.counts.as_json()
+
+
+async def titles(pool: AsyncConnectionPool, scope: str = "default") -> list[str]:
+    return sorted(d.title for d in await documents.list_documents(pool, [scope]))
+
+
+async def top_hit(pool: AsyncConnectionPool, embedder, settings: Settings, query: str) -> str:
+    passages = await Retriever(pool, embedder, settings).search(query, ["default"], 1)
+    return passages[0].text if passages else ""
+
+
+# --- folder ----------------------------------------------------------------------------------------
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+async def test_folder_sync_adds_updates_removes_exactly_and_a_rerun_changes_nothing(
+    manager: SourceManager, pool, counting: CountingEmbedder, settings: Settings, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    write(docs / "hours.md", "# Support hours\n\nThe desk is open on Saturdays from 10am to 2pm.\n")
+    write(docs / "billing.md", "# Billing\n\nInvoices are sent on the first day of the month.\n")
+    write(docs / "deep" / "vpn.md", "# VPN\n\nConnect to the office VPN with the Tunnelblick client.\n")
+    write(docs / "logo.png", "not a document")
+    source = await manager.add(ADMIN, "folder", str(docs), every="6h")
+
+    first = await manager.sync(ADMIN, source.id)
+    assert (first.status, counts(first)) == (
+        "ok",
+        {"added": 3, "updated": 0, "unchanged": 0, "removed": 0, "failed": 0},
+    )
+    assert await titles(pool) == ["Billing", "Support hours", "VPN"]
+
+    write(docs / "hours.md", "# Support hours\n\nThe desk is open on Sundays from 9am to noon.\n")
+    (docs / "billing.md").unlink()
+    write(docs / "deep" / "parking.md", "# Parking\n\nVisitors park on level -2 of the garage.\n")
+    second = await manager.sync(ADMIN, source.id)
+    assert counts(second) == {"added": 1, "updated": 1, "unchanged": 1, "removed": 1, "failed": 0}
+    assert await titles(pool) == ["Parking", "Support hours", "VPN"]
+    assert "Sundays" in await top_hit(pool, counting, settings, "When is the support desk open?")
+
+    embedded = counting.embedded
+    third = await manager.sync(ADMIN, source.id)
+    assert counts(third) == {"added": 0, "updated": 0, "unchanged": 3, "removed": 0, "failed": 0}
+    assert counting.embedded == embedded
+
+    [listed] = await manager.list(ADMIN)
+    assert (listed.documents, listed.last_status, listed.last_error) == (3, "ok", "")
+    assert listed.next_run_at is not None and listed.next_run_at > listed.last_sync_at
+
+
+async def test_a_sync_failing_half_way_leaves_each_document_old_or_new_and_the_next_one_heals(
+    manager: SourceManager, pool, counting: CountingEmbedder, settings: Settings, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    for name in ("alpha", "beta", "gamma"):
+        write(docs / f"{name}.md", f"# {name.title()}\n\nThe {name} service runs version one.\n")
+    source = await manager.add(ADMIN, "folder", str(docs))
+    await manager.sync(ADMIN, source.id)
+    for name in ("alpha", "beta", "gamma"):
+        write(docs / f"{name}.md", f"# {name.title()}\n\nThe {name} service now runs version two.\n")
+
+    counting.fail_on = "beta service now"
+    broken = await manager.sync(ADMIN, source.id)
+    assert (broken.status, counts(broken)["updated"], counts(broken)["failed"]) == ("partial", 2, 1)
+    assert broken.failures[0][0].endswith("beta.md") and "embedding server crashed" in broken.failures[0][1]
+    async with pool.connection() as conn:
+        rows = await conn.execute("SELECT d.source_uri, c.text FROM chunks c JOIN documents d ON d.id = c.document_id")
+        texts = {uri.rsplit("/", 1)[1]: text for uri, text in await rows.fetchall()}
+    assert "version two" in texts["alpha.md"] and "version two" in texts["gamma.md"]
+    assert "version one" in texts["beta.md"]  # the old document, whole
+
+    counting.fail_on = ""
+    healed = await manager.sync(ADMIN, source.id)
+    assert counts(healed) == {"added": 0, "updated": 1, "unchanged": 2, "removed": 0, "failed": 0}
+
+
+async def test_adding_is_admin_only_audited_and_local_paths_are_for_the_shell_operator(
+    manager: SourceManager, pool, tmp_path: Path
+) -> None:
+    with pytest.raises(PermissionDenied):
+        await manager.add(MEMBER, "web", "https://docs.example.com/")
+    with pytest.raises(PermissionDenied, match="command line"):
+        await manager.add(CHAT_ADMIN, "folder", str(tmp_path))
+    with pytest.raises(PermissionDenied, match="command line"):
+        await manager.add(CHAT_ADMIN, "git", str(tmp_path))
+    with pytest.raises(PermissionDenied):
+        await manager.list(MEMBER)
+    added = await manager.add(CHAT_ADMIN, "web", "https://docs.example.com/start#top", scope="eng", every="1d")
+    assert (added.kind, added.target, added.scope, added.every_s) == (
+        "web",
+        "https://docs.example.com/start",
+        "eng",
+        86400,
+    )
+    with pytest.raises(SourceError, match="exists already"):
+        await manager.add(CHAT_ADMIN, "web", "https://docs.example.com/start", scope="eng")
+    async with pool.connection() as conn:
+        rows = await conn.execute("SELECT user_id, action, allowed, detail->>'outcome' FROM audit_log ORDER BY id")
+        audit = await rows.fetchall()
+    assert audit[:4] == [
+        ("U2", "add_source", False, None),
+        ("U1", "add_source", True, "failed"),
+        ("U1", "add_source", True, "failed"),
+        ("U2", "list_sources", False, None),
+    ]
+    assert audit[4:] == [("U1", "add_source", True, "ok"), ("U1", "add_source", True, "failed")]
+
+
+@pytest.mark.parametrize(
+    ("kind", "target", "every", "message"),
+    [
+        ("ftp", "ftp://example.com/", None, "unknown source kind"),
+        ("web", "file:///etc/passwd", None, "http"),
+        ("web", "https://user:secret@example.com/", None, "credentials"),
+        ("sitemap", "not a url", None, "http"),
+        ("web", "https://example.com/", "every tuesday", "number with a unit"),
+        ("web", "https://example.com/", "10s", "between 1m and 30d"),
+        ("git", "file:///srv/repo.git", None, "only http"),
+        ("git", "ext::sh -c touch% /tmp/pwned", None, "only http"),
+        ("git", "ssh://git@example.com/repo.git", None, "only http"),
+        ("git", "git@example.com:org/repo.git", None, "only http"),
+        ("git", "relative/repo", None, "absolute path"),
+        ("git", "https://token:x@example.com/repo.git", None, "credentials"),
+        ("folder", "relative/docs", None, "absolute path"),
+    ],
+)
+async def test_bad_sources_are_refused_with_the_reason(
+    manager: SourceManager, kind: str, target: str, every: str | None, message: str
+) -> None:
+    with pytest.raises(SourceError, match=message):
+        await manager.add(ADMIN, kind, target, every=every)
+    assert await manager.list(ADMIN) == []
+
+
+@pytest.mark.parametrize(
+    "options", [SourceOptions(depth=11), SourceOptions(max_pages=0), SourceOptions(ref="--upload-pack=x")]
+)
+async def test_options_out_of_range_are_refused(manager: SourceManager, options: SourceOptions) -> None:
+    with pytest.raises(SourceError):
+        await manager.add(ADMIN, "web", "https://example.com/", options=options)
+
+
+async def test_removing_a_source_removes_only_its_documents_unless_kept(
+    manager: SourceManager, pool, tmp_path: Path
+) -> None:
+    for name in ("one", "two"):
+        write(tmp_path / name / f"{name}.md", f"# {name}\n\nDocument {name}.\n")
+    one = await manager.add(ADMIN, "folder", str(tmp_path / "one"))
+    two = await manager.add(ADMIN, "folder", str(tmp_path / "two"))
+    await manager.sync(ADMIN, one.id)
+    await manager.sync(ADMIN, two.id)
+    removed, deleted = await manager.remove(ADMIN, one.id)
+    assert (removed.id, deleted, await titles(pool)) == (one.id, 1, ["two"])
+    _, kept = await manager.remove(ADMIN, two.id, keep_documents=True)
+    assert (kept, await titles(pool), await manager.list(ADMIN)) == (0, ["two"], [])
+    with pytest.raises(SourceError, match="no source"):
+        await manager.remove(ADMIN, one.id)
