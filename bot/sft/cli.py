@@ -1,4 +1,5 @@
-"""``lorebot sft dataset|train|eval|export``: arguments → config file → one core call each.
+"""``lorebot sft dataset|train|eval|export|cycle|status|promote|rollback``: arguments → config file → one core
+call each.
 
 Imports nothing heavy at module level: the main CLI mounts this app on every start.
 """
@@ -8,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -22,6 +25,7 @@ sft_app = typer.Typer(no_args_is_help=True, help="Build SFT datasets, train, eva
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="SFT config file (TOML)", exists=True)]
 DEFAULT_ADAPTER = Path(__file__).resolve().parents[1] / "adapters" / "lorebot-gemma3-270m"
+T = TypeVar("T")
 
 
 def _settings() -> Settings:
@@ -177,3 +181,165 @@ def export(
         raise _fail(e) from e
     typer.echo(result.vllm_command)
     typer.echo(f"GGUF LoRA: {result.gguf_lora or 'not written (no llama.cpp converter); see serving.md'}")
+
+
+# --- the closed loop: registry, promotion, cycle ------------------------------------------------------------
+
+
+def _actor() -> str:
+    """Who runs the command, for the registry's audit trail."""
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
+async def _with_pool(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    from bot.storage.pool import open_pool, resolve_database_url
+
+    pool = await open_pool(resolve_database_url(settings), settings)
+    try:
+        return await work(pool)
+    finally:
+        await pool.close()
+
+
+@sft_app.command()
+def status(json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False) -> None:
+    """The adapter registry: every adapter, its status, data, scores, and who promoted it when."""
+    from bot.storage import adapters as store
+
+    settings = _settings()
+    try:
+        rows = asyncio.run(_with_pool(settings, store.adapters))
+    except LorebotError as e:
+        raise _fail(e) from e
+    if json_output:
+        typer.echo(json.dumps([_adapter_json(row) for row in rows], indent=2, ensure_ascii=False))
+        return
+    _print_registry(rows)
+
+
+def _adapter_json(row: Any) -> dict[str, Any]:
+    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in dataclasses.asdict(row).items()}
+
+
+def _print_registry(rows: list[Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from bot.sft.gate import PRIMARY_SUITE
+
+    table = Table(title="SFT adapters")
+    for column in ("name", "status", "base model", "parent", "examples", "dataset", "F1 current → candidate",
+                   "created", "promoted"):  # fmt: skip
+        table.add_column(column)
+    colours = {"serving": "green", "rejected": "red", "retired": "dim", "candidate": "yellow"}
+    for row in rows:
+        f1 = [row.metrics.get(who, {}).get(PRIMARY_SUITE, {}).get("all", {}).get("token_f1") for who in
+              ("current", "candidate")]  # fmt: skip
+        scores = f"{f1[0]:.1f} → {f1[1]:.1f}" if None not in f1 else ""
+        promoted = f"{row.promoted_by} {row.promoted_at:%Y-%m-%d %H:%M}" if row.promoted_at else ""
+        table.add_row(
+            row.name, f"[{colours.get(row.status, 'white')}]{row.status}", row.base_model, row.parent or "",
+            str(row.dataset_size), row.dataset_hash[:12], scores, f"{row.created_at:%Y-%m-%d %H:%M}", promoted,
+        )  # fmt: skip
+    Console().print(table if rows else "no adapters registered yet: run `lorebot sft cycle`")
+
+
+@sft_app.command()
+def promote(name: Annotated[str, typer.Argument(help="Adapter name from `lorebot sft status`")]) -> None:
+    """Serve adapter NAME from the next question on: the running model server loads it, then the registry records
+    who promoted it and when. Bypasses the gate: use it to re-apply or to override a decision."""
+    from bot.sft.registry import promote as run_promote
+    from bot.sft.registry import serving_target
+
+    settings = _settings()
+    try:
+        change = asyncio.run(
+            _with_pool(settings, lambda pool: run_promote(pool, name, _actor(), serving_target(settings)))
+        )
+    except LorebotError as e:
+        raise _fail(e) from e
+    before = change.previous.name if change.previous else "the base model"
+    typer.echo(f"{change.current.name} serves (before: {before})")
+
+
+@sft_app.command()
+def rollback() -> None:
+    """Serve the previously promoted adapter again; the current one is marked rejected."""
+    from bot.sft.registry import rollback as run_rollback
+    from bot.sft.registry import serving_target
+
+    settings = _settings()
+    try:
+        change = asyncio.run(_with_pool(settings, lambda pool: run_rollback(pool, _actor(), serving_target(settings))))
+    except LorebotError as e:
+        raise _fail(e) from e
+    typer.echo(f"rolled back from {change.previous.name} to {change.current.name}")
+
+
+@sft_app.command()
+def cycle(
+    config: ConfigOption = None,
+    candidate: Annotated[
+        Path | None,
+        typer.Option(
+            help="Gate this adapter (trained elsewhere) instead of training one", exists=True, file_okay=False
+        ),
+    ] = None,
+    start_server: Annotated[
+        bool, typer.Option(help="Evaluate on a fresh embedded local server instead of the serving one")
+    ] = False,
+) -> None:
+    """One turn of the loop: new 👍 answers → dataset → training → evaluation against the serving adapter (real
+    RAG loop + past 👍 questions) → promotion only through the gate. Resumes an interrupted cycle; does nothing
+    when there is nothing new."""
+    from bot.sft.config import load_config
+    from bot.sft.cycle import CycleRun, run_cycle
+    from bot.sft.realloop import throwaway_settings
+    from bot.sft.registry import serving_target
+
+    settings = _settings()
+    try:
+        loaded = load_config(config)
+        serve = serving_target(settings)
+
+        async def work(pool: Any) -> Any:
+            with contextlib.ExitStack() as stack:
+                evaluate_on = await _evaluation_server(stack, settings, loaded, pool) if start_server else serve
+                loop_settings = stack.enter_context(throwaway_settings(settings))
+                run = CycleRun(settings, pool, loaded, loop_settings, evaluate_on, serve, _actor())
+                return await run_cycle(run, offered=candidate)
+
+        outcome = asyncio.run(_with_pool(settings, work))
+    except LorebotError as e:
+        raise _fail(e) from e
+    if outcome.decision is not None:
+        from bot.sft.gate import table as decision_table
+
+        typer.echo(decision_table(outcome.decision))
+    if outcome.timings:
+        typer.echo("seconds per stage: " + ", ".join(f"{k} {v:g}" for k, v in outcome.timings.items()))
+    typer.echo(f"{outcome.state}: {outcome.message}")
+
+
+async def _evaluation_server(stack: contextlib.ExitStack, settings: Settings, loaded: Any, pool: Any) -> Any:
+    """The embedded server on a free port with the config's base model and the serving adapter."""
+    from bot.local_llm.launcher import start_local_llm
+    from bot.sft.config import GEMMA3_270M
+    from bot.sft.lora_runtime import LoraRuntime
+    from bot.sft.registry import ServingTarget
+    from bot.storage import adapters as store
+
+    serving = await store.serving(pool)
+    base = loaded.train.base_model
+    local = stack.enter_context(
+        await asyncio.to_thread(
+            start_local_llm,
+            settings.model_copy(update={"local_llm_use_adapter": serving is not None}),
+            model_path=None if base == GEMMA3_270M else Path(base),
+            adapter_path=Path(serving.path) if serving else None,
+            port=0,
+        )
+    )
+    return ServingTarget(LoraRuntime(local.base_url), local.model_name)

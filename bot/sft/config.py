@@ -104,10 +104,34 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class CycleConfig:
+    """``lorebot sft cycle``: what counts as enough new data, what to train from, and the promotion gate.
+
+    Gate metrics are compared in points (rates x 100); ``false_refusal`` counts as better when it falls.
+    """
+
+    runs_dir: Path = Path("runs/sft-cycles")
+    min_new_examples: int = 20  # fewer new 👍 answers / curated examples: no cycle runs
+    train_from: str = "serving"  # "serving": continue the serving adapter; "base": a fresh LoRA
+    feedback_limit: int = 10000
+    regression_limit: int = 200  # past 👍 questions replayed to both models
+    primary_metric: str = "token_f1"  # real loop, all languages: the candidate must gain `margin` on it
+    margin: float = 1.0
+    tolerance: float = 2.0  # points any gated metric may lose, per language, in the loop and the regression set
+    metrics: tuple[str, ...] = ("token_f1", "gold_cited", "refusal_accuracy", "false_refusal", "wrong_refusal")
+    min_questions: int = 5  # a language with fewer questions is reported but does not gate
+    promote: bool = True  # False: record the decision, promote by hand (`lorebot sft promote`)
+
+    def __post_init__(self) -> None:
+        _check_choice("cycle.train_from", self.train_from, ("serving", "base"))
+
+
+@dataclass(frozen=True)
 class SFTConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    cycle: CycleConfig = field(default_factory=CycleConfig)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
