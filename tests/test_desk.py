@@ -36,6 +36,14 @@ async def service(settings: Settings, fake_llm, embedder) -> AsyncIterator[Loreb
     await service.close()
 
 
+async def _nurses(group: str) -> bool:
+    return group == "SNURSES"
+
+
+async def _other_group(group: str) -> bool:
+    return group == "SOTHER"
+
+
 async def _sql(service: Lorebot, query: str, **params) -> list[tuple]:
     async with service.pool.connection() as conn:
         cursor = await conn.execute(query, params)
@@ -109,11 +117,13 @@ async def test_hand_over_then_saving_the_reply_makes_a_cited_document_and_curate
     with pytest.raises(PermissionDenied):
         await service.desk.save_answer(USER, "CNURSES", "1700000000.000100", "Only guide dogs are allowed.")
     with pytest.raises(NotFound):
-        await service.desk.save_answer(NURSE, "CNURSES", "1700000000.999999", "x", supporter=True)
+        await service.desk.save_answer(NURSE, "CNURSES", "1700000000.999999", "x", supporter=_nurses)
     with pytest.raises(InvalidInput):
-        await service.desk.save_answer(NURSE, "CNURSES", "1700000000.000100", "   ", supporter=True)
+        await service.desk.save_answer(NURSE, "CNURSES", "1700000000.000100", "   ", supporter=_nurses)
+    with pytest.raises(PermissionDenied):  # a member of another group is no supporter here
+        await service.desk.save_answer(USER, "CNURSES", "1700000000.000100", "x", supporter=_other_group)
     saved = await service.desk.save_answer(
-        NURSE, "CNURSES", "1700000000.000100", "Only guide dogs are allowed inside.", supporter=True
+        NURSE, "CNURSES", "1700000000.000100", "Only guide dogs are allowed inside.", supporter=_nurses
     )
     assert saved.document.scope == "default" and saved.document.added_by == "slack:UNURSE"
     assert "jo@example.com" not in saved.document.title and "[email]" in saved.document.title

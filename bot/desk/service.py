@@ -18,7 +18,8 @@ from bot.access import AuditTrail, is_admin
 from bot.desk.policy import ChannelMode, ChannelPolicy, HandoverTarget, ScopeDesk, parse_language, parse_mode
 from bot.desk.redact import redact
 from bot.desk.report import Report, build_report
-from bot.domain import Actor, IngestResult
+from bot.desk.texts import text
+from bot.domain import Actor, IngestResult, Question
 from bot.embeddings import Embedder
 from bot.errors import InvalidInput, NotFound
 from bot.settings import Settings
@@ -53,8 +54,23 @@ class Handover:
     language: str
 
 
+class NoHandover(NotFound):
+    """The scope has no hand-over channel on this platform: automatic hand-overs (not found, 👎) are skipped."""
+
+
+Supporter = Callable[[str], Awaitable[bool]]
+"""Whether the acting person belongs to a support group (Slack user group, Discord role), asked by the adapter."""
+
 AddText = Callable[..., Awaitable[IngestResult]]
 """The service's audited ``add_text``: a saved answer is stored like any other document."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decoration:
+    footer: str
+    ask_person: str | None
+    """The button's label; None when the scope has no hand-over on the platform."""
+    language: str
 
 
 class Desk:
@@ -144,7 +160,7 @@ class Desk:
         scope = asked.scopes[0]
         target = (await self.scope_desk(scope, actor.platform)).target
         if target is None:
-            raise NotFound(f"scope {scope!r} has no hand-over channel on {actor.platform}; an admin can set one")
+            raise NoHandover(f"scope {scope!r} has no hand-over channel on {actor.platform}; an admin can set one")
         escalation_id, created = await store.add_escalation(
             self._pool,
             message_id,
@@ -179,13 +195,13 @@ class Desk:
         await store.set_escalation_post(self._pool, handover.escalation_id, post_ref)
 
     async def save_answer(
-        self, actor: Actor, channel: str, post_ref: str, reply: str, *, supporter: bool = False
+        self, actor: Actor, channel: str, post_ref: str, reply: str, *, supporter: Supporter | None = None
     ) -> IngestResult:
         """Turn the handed-over question and a person's ``reply`` in the hand-over thread (``channel``,
         ``post_ref``) into a document in the scope, cited like any other, and a curated SFT example.
 
-        Admins may do this, and members of the scope's support group (``supporter``, decided by the adapter from
-        platform groups or roles); everyone else gets :class:`~bot.errors.PermissionDenied`, audited. The asker's
+        Admins may do this, and members of the scope's support group (``supporter`` answers for the platform's
+        group or role); everyone else gets :class:`~bot.errors.PermissionDenied`, audited. The asker's
         personal data is redacted from the stored question; the person's reply is kept as written (a clinic's
         phone number is the answer), and redacted in the SFT data when ``DESK_REDACT_PERSONAL_DATA`` is on.
         """
@@ -198,7 +214,11 @@ class Desk:
         escalation = await store.escalation_by_post(self._pool, actor.platform, channel, post_ref)
         if escalation is None:
             raise NotFound("that message is not a reply in a hand-over thread")
-        acting = replace(actor, is_admin=True) if supporter and not is_admin(actor, self._settings) else actor
+        acting = actor
+        if not is_admin(actor, self._settings) and supporter is not None:
+            target = (await self.scope_desk(escalation.scope, actor.platform)).target
+            if target is not None and target.support_group and await supporter(target.support_group):
+                acting = replace(actor, is_admin=True)  # a supporter may store this one answer, audited as them
         question = redact(escalation.question)
         title = question if len(question) <= TITLE_CHARS else question[: TITLE_CHARS - 1] + "…"
         result = await self._add_text(
@@ -232,6 +252,17 @@ class Desk:
             show_questions=is_admin(actor, self._settings),
             redact_personal_data=self._settings.desk_redact_personal_data,
         )
+
+    async def decoration(self, question: Question) -> Decoration:
+        """What an answer to ``question`` shows besides itself: the scope's footer, and the "Ask a person" label in
+        the channel's language when the scope hands over on this platform."""
+        scope = await self.scope_desk(question.scopes[0], question.actor.platform)
+        language = ""
+        if question.conversation is not None:
+            key = question.conversation
+            language = (await self.policy(key.platform, key.workspace, key.channel)).language
+        ask_person = text(language, "ask_person") if scope.target is not None else None
+        return Decoration(scope.footer, ask_person, language)
 
     async def kb_status(self) -> list[dict]:
         """Per scope: documents, chunks, kinds of source and the last change (the App Home shows it)."""

@@ -12,7 +12,9 @@ from bot.domain import Answer, Question
 from bot.failures import describe_failure
 from bot.streaming import final_answer
 from connectors.slack import render
+from connectors.slack.desk import hand_over
 from connectors.slack.reply import ThreadReply
+from connectors.slack.tasks import post_in
 
 if TYPE_CHECKING:
     from bot.service import Lorebot
@@ -41,7 +43,12 @@ async def answer_in_thread(
     except Exception as e:  # the apology replaces the placeholder; describe_failure logs the details
         await reply.finish(describe_failure(e).user_message)
         return
-    await reply.finish(render.fallback_text(answer.text), blocks=render.answer_blocks(answer))
+    desk = await service.desk.decoration(question)
+    blocks = render.answer_blocks(answer, footer=desk.footer, ask_person=desk.ask_person)
+    await reply.finish(render.fallback_text(answer.text), blocks=blocks)
+    if not answer.found and desk.ask_person and answer.message_id is not None:
+        tell = post_in(client, channel, thread_ts)
+        await hand_over(service, client, question.actor, answer.message_id, "not_found", tell=tell)
 
 
 async def _stream_into(service: Lorebot, reply: ThreadReply, question: Question) -> Answer:

@@ -14,7 +14,7 @@ from bot.errors import ConfigError
 from bot.failures import describe_failure
 from bot.inflight import InFlight
 from bot.settings import Settings
-from connectors.slack import commands, feedback, listeners
+from connectors.slack import commands, desk, feedback, home, listeners
 from connectors.slack.admins import AdminDirectory
 from connectors.slack.client import web_client
 from connectors.slack.deps import Deps
@@ -50,6 +50,8 @@ def build_app(settings: Settings, slack: SlackSettings, service: Lorebot, inflig
     listeners.register(app, deps)
     commands.register(app, deps)
     feedback.register(app, deps)
+    desk.register(app, deps)
+    home.register(app, deps)
     app.error(_error_handler)
     return app, deps
 

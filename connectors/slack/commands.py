@@ -18,6 +18,7 @@ from bot.domain import Actor, Platform, Question
 from connectors.slack import render
 from connectors.slack.answering import question_problem
 from connectors.slack.deps import Deps
+from connectors.slack.desk import kb_desk
 from connectors.slack.tasks import respond_privately
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,10 @@ async def _kb(deps: Deps, command: dict[str, Any], respond: AsyncRespond, team: 
     rest = rest.strip()
     scopes = deps.service.scopes_for(Platform.SLACK.value, team, command["channel_id"])
     actor = await deps.admins.admin_aware_actor(command["user_id"], command.get("user_name", ""))
-    reply = await _run_kb(deps, actor, verb.lower(), rest, scopes)
+    if verb.lower() == "desk":
+        reply = await kb_desk(deps, actor, rest, team, command["channel_id"], scopes[0])
+    else:
+        reply = await _run_kb(deps, actor, verb.lower(), rest, scopes)
     await respond(text=reply, response_type="ephemeral")
 
 

@@ -16,6 +16,7 @@ from bot.domain import Actor, Score
 from bot.errors import NotFound
 from connectors.slack import render
 from connectors.slack.deps import Deps
+from connectors.slack.desk import hand_over_if_configured
 from connectors.slack.tasks import post_in, respond_privately
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         # the trigger id expires 3 s after the click: open the dialog before anything slow
         await client.views_open(trigger_id=body["trigger_id"], view=render.feedback_modal(int(action["value"])))
         deps.tasks.spawn(
-            _record(deps, body, action, respond, score=-1),
+            _record(deps, body, action, respond, score=-1, client=client),
             name="feedback -1",
             tell=respond_privately(respond, replace_original=False),
         )
@@ -84,10 +85,20 @@ def _actor(deps: Deps, user: dict[str, Any]) -> Actor:
 
 
 async def _record(
-    deps: Deps, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond, score: Score
+    deps: Deps,
+    body: dict[str, Any],
+    action: dict[str, Any],
+    respond: AsyncRespond,
+    score: Score,
+    client: AsyncWebClient | None = None,
 ) -> None:
-    await deps.service.record_feedback(_actor(deps, body["user"]), int(action["value"]), score)
+    """Record the vote; a 👎 (``client`` given) also hands the question to the scope's people, if it has any."""
+    actor = _actor(deps, body["user"])
+    await deps.service.record_feedback(actor, int(action["value"]), score)
     await respond(text=THANKS_TEXT, response_type="ephemeral", replace_original=False)
+    if client is not None:
+        tell = respond_privately(respond, replace_original=False)
+        await hand_over_if_configured(deps.service, client, actor, int(action["value"]), "thumbs_down", tell=tell)
 
 
 async def _record_comment(deps: Deps, body: dict[str, Any], view: dict[str, Any]) -> None:

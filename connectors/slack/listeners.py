@@ -12,7 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain import ConversationKey, Platform, Question
 from bot.failures import describe_failure
-from connectors.slack import render
+from connectors.slack import desk, render
 from connectors.slack.answering import answer_in_thread
 from connectors.slack.deps import Deps
 from connectors.slack.files import fetch_file
@@ -28,7 +28,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
     async def on_mention(event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient) -> None:
         thread = event.get("thread_ts") or event["ts"]
         deps.tasks.spawn(
-            _handle(deps, client, event, context.team_id or "", thread),
+            _if_wanted(deps, client, event, context.team_id or "", thread, context.bot_user_id),
             name=f"mention {event['ts']}",
             tell=post_in(client, event["channel"], thread),
         )
@@ -49,6 +49,12 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 name=f"follow-up {event.get('ts')}",
                 tell=post_in(client, event["channel"], event["thread_ts"]),
             )
+        elif not event.get("thread_ts") and f"<@{context.bot_user_id}>" not in (event.get("text") or ""):
+            deps.tasks.spawn(
+                _if_wanted(deps, client, event, team, event["ts"], context.bot_user_id),
+                name=f"channel message {event.get('ts')}",
+                tell=post_in(client, event["channel"], event["ts"]),
+            )
 
 
 def _is_follow_up(event: dict[str, Any], bot_user_id: str | None) -> bool:
@@ -61,6 +67,14 @@ async def _follow_up(deps: Deps, client: AsyncWebClient, event: dict[str, Any], 
     key = ConversationKey(Platform.SLACK.value, team, event["channel"], event["thread_ts"])
     if await deps.service.knows_conversation(key):
         await _handle(deps, client, event, team, event["thread_ts"])
+
+
+async def _if_wanted(
+    deps: Deps, client: AsyncWebClient, event: dict[str, Any], team: str, thread: str, bot_user_id: str | None
+) -> None:
+    """Answer a mention or a top-level channel message if the channel's desk mode wants it answered."""
+    if await desk.channel_wants_answer(deps, event, team, bot_user_id):
+        await _handle(deps, client, event, team, thread)
 
 
 async def _handle(deps: Deps, client: AsyncWebClient, event: dict[str, Any], team: str, thread: str) -> None:

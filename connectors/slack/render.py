@@ -26,6 +26,7 @@ TRUNCATED_NOTE = "_… (answer shortened to fit in one Slack message)_"
 FEEDBACK_UP_ACTION = "feedback_up"
 FEEDBACK_DOWN_ACTION = "feedback_down"
 SHARE_ACTION = "share_answer"
+ASK_PERSON_ACTION = "ask_person"
 FEEDBACK_MODAL_CALLBACK = "feedback_comment"
 FEEDBACK_COMMENT_BLOCK = "comment"
 FEEDBACK_COMMENT_INPUT = "comment_input"
@@ -77,13 +78,18 @@ def context(text: str) -> Block:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
 
 
-def answer_blocks(answer: Answer, *, shareable: bool = False) -> list[Block]:
-    """The final answer: text sections, numbered sources, 👍/👎 (and "Share to channel" for private replies)."""
+def answer_blocks(
+    answer: Answer, *, shareable: bool = False, footer: str = "", ask_person: str | None = None
+) -> list[Block]:
+    """The final answer: text sections, numbered sources, the scope's footer, 👍/👎 (and "Share to channel" for
+    private replies, the hand-over button labelled ``ask_person`` where the scope has one)."""
     tail: list[Block] = []
     if answer.citations:
         tail.extend(section(piece) for piece in split_text(sources_text(answer.citations)))
+    if footer:
+        tail.append(context(escape(footer)))
     if answer.message_id is not None:
-        tail.append(feedback_actions(answer.message_id, shareable=shareable))
+        tail.append(feedback_actions(answer.message_id, shareable=shareable, ask_person=ask_person))
     body = [section(piece) for piece in split_text(escape(answer.text))] or [section("_(empty answer)_")]
     room = MAX_BLOCKS - len(tail)
     if len(body) > room:
@@ -105,7 +111,7 @@ def source_link(title: str, uri: str) -> str:
     return label
 
 
-def feedback_actions(message_id: int, *, shareable: bool = False) -> Block:
+def feedback_actions(message_id: int, *, shareable: bool = False, ask_person: str | None = None) -> Block:
     value = str(message_id)
     elements = [
         _button("👍 Helpful", FEEDBACK_UP_ACTION, value),
@@ -113,6 +119,8 @@ def feedback_actions(message_id: int, *, shareable: bool = False) -> Block:
     ]
     if shareable:
         elements.append(_button("Share to channel", SHARE_ACTION, value, style="primary"))
+    if ask_person:
+        elements.append(_button(ask_person, ASK_PERSON_ACTION, value))
     return {"type": "actions", "block_id": "answer_actions", "elements": elements}
 
 
