@@ -396,6 +396,34 @@ async def test_bulk_embeds_full_windows_across_documents_one_model_call_each(
     assert calls == [window, 3]  # one call per window of one-chunk documents, full but for the last
 
 
+async def test_bulk_embeds_the_next_window_while_the_previous_one_is_stored(
+    pool: AsyncConnectionPool, counting: CountingEmbedder, settings: Settings, database_url: str
+) -> None:
+    """Storing the first window is held up by a lock that only the second window's embedding call releases:
+    ingestion finishes only if that call runs while the first window waits to be stored."""
+    small = settings.model_copy(update={"embedding_batch_size": 2})
+    window = small.embedding_batch_size * EMBED_WINDOW_BATCHES
+    items = [TextSource(f"Note {i}: the printer on floor {i} was serviced.", title=f"n{i}") for i in range(2 * window)]
+    blocker = psycopg.connect(database_url)
+    blocker.execute("LOCK TABLE chunks IN EXCLUSIVE MODE")  # writers wait; the transaction stays open
+    calls: list[int] = []
+    inner = counting.embed_documents
+
+    def embed(chunk_texts: Sequence[str]) -> np.ndarray:
+        calls.append(len(chunk_texts))
+        if len(calls) == 2:
+            blocker.commit()  # releases the lock the first window's storing waits for
+        return inner(chunk_texts)
+
+    counting.embed_documents = embed
+    try:
+        results = await asyncio.wait_for(_collect(Ingestor(pool, counting, small), items, scope="bulk"), 60)
+    finally:
+        blocker.close()
+    assert [r.status for r in results] == ["added"] * len(items)
+    assert calls == [window, window]
+
+
 async def test_bulk_skips_unchanged_replaces_changed_and_isolates_bad_documents(
     pool: AsyncConnectionPool, counting: CountingEmbedder, settings: Settings
 ) -> None:

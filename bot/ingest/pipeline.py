@@ -12,7 +12,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -69,6 +69,8 @@ class _Prepared:
 
 _Done = tuple[IngestSource, IngestResult | LorebotError]
 _Outcome = tuple[IngestSource, IngestResult | LorebotError | _Prepared]
+_Embedded = tuple[dict[int, np.ndarray], float]
+"""Vectors of a window's prepared documents by ``id``, and the embedding time per document in ms."""
 
 
 class Ingestor:
@@ -119,14 +121,15 @@ class Ingestor:
 
         Results are those of the single-document methods (same checks, limits, statuses and errors), but the
         chunks of a window of prepared documents (up to ``EMBED_WINDOW_BATCHES`` full model batches) are embedded
-        in one call, and the next window is prepared while that runs. Each document is still stored in its own
-        transaction, and a failing document only fails itself.
+        in one call; the next window is prepared while that runs, and embedded while the previous one is stored.
+        Each document is still stored in its own transaction, and a failing document only fails itself.
         """
         window: list[_Outcome] = []
         pending: set[str] = set()  # sources prepared but not stored yet (this window and the one in flight)
         chunk_total = 0
         limit = self.settings.embedding_batch_size * EMBED_WINDOW_BATCHES
-        in_flight: asyncio.Task[list[_Done]] | None = None  # the previous window, being embedded and stored
+        embedding: asyncio.Task[_Embedded] | None = None  # the last full window's vectors, being computed
+        storing: asyncio.Task[list[_Done]] | None = None  # that window, stored once embedded and the one before
         try:
             for item in items:
                 try:
@@ -135,9 +138,9 @@ class Ingestor:
                     outcome = e
                 if isinstance(outcome, _Prepared) and outcome.source_uri in pending:
                     # The same source twice: store the first before deciding about the second, as one by one would.
-                    for done in [*(await in_flight if in_flight else []), *await self._flush(window)]:
+                    for done in [*(await storing if storing else []), *await self._flush(window)]:
                         yield done
-                    in_flight, window, pending, chunk_total = None, [], set(), 0
+                    embedding, storing, window, pending, chunk_total = None, None, [], set(), 0
                     unchanged = await self._unchanged(scope, outcome.source_uri, outcome.content_hash)
                     outcome = unchanged or outcome
                 window.append((item, outcome))
@@ -145,36 +148,56 @@ class Ingestor:
                     pending.add(outcome.source_uri)
                     chunk_total += len(outcome.chunks)
                 if chunk_total >= limit or len(window) >= limit:
-                    for done in await in_flight if in_flight else []:
-                        yield done
-                    in_flight = asyncio.create_task(self._flush(window))
+                    if embedding is not None:
+                        await embedding  # one embedding at a time; the window before may still be storing
+                    previous = storing
+                    embedding = asyncio.create_task(self._embed_window(window))
+                    storing = asyncio.create_task(self._store_window(window, embedding, after=previous))
                     pending = {o.source_uri for _, o in window if isinstance(o, _Prepared)}
                     window, chunk_total = [], 0
-            for done in [*(await in_flight if in_flight else []), *await self._flush(window)]:
+                    for done in await previous if previous else []:
+                        yield done
+            for done in [*(await storing if storing else []), *await self._flush(window)]:
                 yield done
-            in_flight = None
+            embedding = storing = None
         finally:
-            if in_flight is not None:
-                in_flight.cancel()
+            for task in (embedding, storing):
+                if task is not None:
+                    task.cancel()
 
     async def _flush(self, window: list[_Outcome]) -> list[_Done]:
         """Embed every prepared document of ``window`` in one call, then store each one on its own."""
+        return await self._store_window(window, self._embed_window(window), after=None)
+
+    async def _embed_window(self, window: list[_Outcome]) -> _Embedded:
+        """The vectors of every prepared document of ``window``, from one embedding call (keyed by ``id``), and
+        the call's time per document; ``{}`` when that call failed (then each document is embedded alone)."""
         prepared = [outcome for _, outcome in window if isinstance(outcome, _Prepared)]
+        if not prepared:
+            return {}, 0.0
+        started = time.perf_counter()
+        try:
+            embeddings = await self._embed([chunk for p in prepared for chunk in p.chunks])
+        except LorebotError as e:
+            # One call failed for all of them: embed each on its own so the errors stay per document.
+            log.warning("batched embedding of %d documents failed (%s); embedding one by one", len(prepared), e)
+            return {}, 0.0
         vectors: dict[int, np.ndarray] = {}
-        embed_ms = 0.0
-        if prepared:
-            started = time.perf_counter()
-            try:
-                embeddings = await self._embed([chunk for p in prepared for chunk in p.chunks])
-            except LorebotError as e:
-                # One call failed for all of them: embed each on its own so the errors stay per document.
-                log.warning("batched embedding of %d documents failed (%s); embedding one by one", len(prepared), e)
-            else:
-                embed_ms = (time.perf_counter() - started) * 1000 / len(prepared)
-                offset = 0
-                for p in prepared:
-                    vectors[id(p)] = embeddings[offset : offset + len(p.chunks)]
-                    offset += len(p.chunks)
+        offset = 0
+        for p in prepared:
+            vectors[id(p)] = embeddings[offset : offset + len(p.chunks)]
+            offset += len(p.chunks)
+        return vectors, (time.perf_counter() - started) * 1000 / len(prepared)
+
+    async def _store_window(
+        self, window: list[_Outcome], embedded: Awaitable[_Embedded], *, after: Awaitable[object] | None
+    ) -> list[_Done]:
+        """Store each prepared document of ``window`` in its own transaction once its vectors are there and the
+        window ``after`` is stored (so documents are stored in order, one at a time, while the next window is
+        being embedded)."""
+        vectors, embed_ms = await embedded
+        if after is not None:
+            await after
         done: list[_Done] = []
         for item, outcome in window:
             if isinstance(outcome, _Prepared):
