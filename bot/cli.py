@@ -27,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from bot.desk.cli import report as desk_report
 from bot.domain import Actor, Answer, Passage, Question, answer_payload
 from bot.errors import LorebotError
 from bot.settings import Settings
@@ -283,3 +284,4 @@ def _mount_sft() -> None:
 
 
 _mount_sft()
+app.command("report")(desk_report)

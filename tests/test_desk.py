@@ -213,6 +213,31 @@ async def test_report_figures_match_a_seeded_database_exactly(service: Lorebot) 
     assert "figure,asked,7," in report_csv(private)
 
 
+def test_csv_cells_that_look_like_formulas_are_defused() -> None:
+    from datetime import UTC, datetime
+
+    from bot.desk.report import CitedDocument, Report, Topic
+
+    hostile = Report(
+        since=datetime(2026, 1, 1, tzinfo=UTC),
+        scope=None,
+        asked=1,
+        answered=0,
+        not_found=1,
+        thumbs_up=0,
+        thumbs_down=0,
+        escalations=0,
+        median_latency_ms=1.0,
+        topics=(Topic(1, 1, 0, ('=HYPERLINK("x")',)),),
+        cited_most=(),
+        never_cited=(CitedDocument(1, "@SUM(A1)", "default"),),
+        never_cited_total=1,
+        shows_questions=True,
+    )
+    text = report_csv(hostile)
+    assert "'=HYPERLINK" in text and "'@SUM(A1)" in text and "\n=" not in text and ",=" not in text
+
+
 @pytest.mark.parametrize("value", ["", "7", "0d", "7y", "-1d", "99999d"])
 def test_unreadable_time_spans_are_refused(value: str) -> None:
     with pytest.raises(InvalidInput):

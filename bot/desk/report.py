@@ -163,10 +163,24 @@ FIGURES = (
 )
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""A cell starting with one of these is run as a formula by spreadsheets (CSV injection)."""
+
+
+class _SafeWriter:
+    """A csv writer that defuses formula-looking text cells (question text and titles are user input)."""
+
+    def __init__(self, out: io.StringIO) -> None:
+        self._writer = csv.writer(out)
+
+    def writerow(self, row: list[Any]) -> None:
+        self._writer.writerow([f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_START) else v for v in row])
+
+
 def report_csv(report: Report) -> str:
     """One ``section,name,value,detail`` row per figure, topic and document (``lorebot report --csv``)."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = _SafeWriter(out)
     writer.writerow(["section", "name", "value", "detail"])
     for name in FIGURES:
         writer.writerow(["figure", name, getattr(report, name), ""])
