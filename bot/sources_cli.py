@@ -49,7 +49,8 @@ def add(
         return
     console.print(
         f"added source #{source.id} ({source.kind} {source.target} → scope {source.scope}, "
-        f"{format_every(source.every_s)}); sync it with: lorebot sources sync {source.id}"
+        f"{format_every(source.every_s)}); sync it with: lorebot sources sync {source.id}",
+        soft_wrap=True,
     )
 
 
@@ -125,7 +126,7 @@ def sync(
         if not reports:
             console.print("no source is due")
         for report in reports:
-            console.print(summary_text(report))
+            console.print(summary_text(report), soft_wrap=True)
     if any(report.status == "failed" for report in reports):
         raise typer.Exit(1)
 
@@ -145,7 +146,9 @@ def remove(
             return await service.sources.remove(operator(), source_id, keep_documents=keep_documents)
 
     source, removed = run_core(run())
-    console.print(f"removed source #{source.id} ({source.kind} {source.target}) and {removed} document(s)")
+    console.print(
+        f"removed source #{source.id} ({source.kind} {source.target}) and {removed} document(s)", soft_wrap=True
+    )
 
 
 def summary_text(report: SyncReport) -> Text:

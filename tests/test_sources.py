@@ -4,12 +4,15 @@ counts and fresh search results; a re-run changes nothing; upstream down removes
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 from psycopg_pool import AsyncConnectionPool
+from typer.testing import CliRunner
 
 from bot.access import AuditTrail
 from bot.domain import Actor
@@ -20,7 +23,11 @@ from bot.retrieval import Retriever
 from bot.settings import Settings
 from bot.sources.manager import SourceManager
 from bot.sources.model import SourceError, SourceOptions, SyncReport
+from bot.sources.scheduler import sync_due
 from bot.storage import documents
+from bot.storage import sources as store
+from bot.storage.pool import open_pool
+from lorebot.cli import app
 
 ADMIN = Actor("local", "operator", is_admin=True)
 CHAT_ADMIN = Actor("slack", "U1", is_admin=True)
@@ -223,3 +230,85 @@ async def test_removing_a_source_removes_only_its_documents_unless_kept(
     assert (kept, await titles(pool), await manager.list(ADMIN)) == (0, ["two"], [])
     with pytest.raises(SourceError, match="no source"):
         await manager.remove(ADMIN, one.id)
+
+
+# --- schedules and locks ---------------------------------------------------------------------------
+
+
+async def test_two_replicas_schedulers_sync_a_due_source_exactly_once(
+    pool, counting: CountingEmbedder, settings: Settings, database_url: str, tmp_path: Path
+) -> None:
+    write(tmp_path / "docs" / "hours.md", "# Hours\n\nOpen from nine to five.\n")
+    replica_a = manager_for(pool, counting, settings)
+    other_pool = await open_pool(database_url, settings)
+    try:
+        replica_b = manager_for(other_pool, counting, settings)
+        scheduled = await replica_a.add(ADMIN, "folder", str(tmp_path / "docs"), every="1h")
+        await replica_a.add(ADMIN, "folder", str(tmp_path), scope="manual")  # no schedule: never due
+        reports = await asyncio.gather(sync_due(replica_a), sync_due(replica_b))
+        assert sorted(len(r) for r in reports) == [0, 1]
+        assert [r.source_id for r in reports[0] + reports[1]] == [scheduled.id]
+        assert await sync_due(replica_b) == []  # next run is an hour away
+    finally:
+        await other_pool.close()
+    listed = {s.id: s for s in await replica_a.list(ADMIN)}
+    synced = listed[scheduled.id]
+    assert (synced.next_run_at - synced.last_sync_at).total_seconds() == pytest.approx(3600, abs=1)
+
+
+async def test_a_source_being_synced_elsewhere_is_not_synced_twice(
+    manager: SourceManager, pool, tmp_path: Path
+) -> None:
+    write(tmp_path / "a.md", "# A\n\nText.\n")
+    source = await manager.add(ADMIN, "folder", str(tmp_path), every="1h")
+    async with store.sync_lock(pool, source.id) as held:
+        assert held
+        with pytest.raises(SourceError, match="being synced by another process"):
+            await manager.sync(ADMIN, source.id)
+        assert await sync_due(manager) == []
+    assert len(await sync_due(manager)) == 1
+
+
+# --- command line ----------------------------------------------------------------------------------
+
+
+def test_cli_adds_syncs_lists_and_removes_a_source(
+    monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Path, embedder
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no developer .env
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    write(tmp_path / "docs" / "hours.md", "# Hours\n\nOpen from nine to five.\n")
+    write(tmp_path / "docs" / "faq" / "vpn.md", "# VPN\n\nUse the office VPN.\n")
+    runner = CliRunner()
+
+    added = runner.invoke(app, ["sources", "add", "folder", str(tmp_path / "docs"), "--every", "6h", "--json"])
+    assert added.exit_code == 0, added.output
+    source_id = json.loads(added.output)["id"]
+    synced = runner.invoke(app, ["sources", "sync", str(source_id), "--json"])
+    assert synced.exit_code == 0, synced.output
+    assert json.loads(synced.output)[0] | {"seconds": 0} == {
+        "source_id": source_id,
+        "status": "ok",
+        "added": 2,
+        "updated": 0,
+        "unchanged": 0,
+        "removed": 0,
+        "failed": 0,
+        "failures": [],
+        "error": "",
+        "revision": "",
+        "removals_skipped": False,
+        "seconds": 0,
+    }
+    [listed] = json.loads(runner.invoke(app, ["sources", "list", "--json"]).output)
+    assert (listed["documents"], listed["last_status"], listed["every"]) == (2, "ok", "6h")
+    assert json.loads(runner.invoke(app, ["sources", "sync", "--json"]).output) == []  # cron: nothing due yet
+
+    table = runner.invoke(app, ["sources", "list"])
+    assert table.exit_code == 0 and "ok" in table.output
+    removed = runner.invoke(app, ["sources", "remove", str(source_id)])
+    assert removed.exit_code == 0 and "and 2 document(s)" in removed.output
+
+    refused = runner.invoke(app, ["sources", "add", "git", "ext::sh -c id"])
+    assert refused.exit_code == 1 and "only http(s) repository URLs" in refused.output

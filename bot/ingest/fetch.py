@@ -10,7 +10,8 @@
 - Redirects are followed by hand, at most ``fetch_max_redirects`` times, and every hop is checked again.
 - One deadline (``fetch_timeout_s``) covers resolving, connecting, redirects and the whole body; the body is
   streamed and cut off at ``max_document_bytes`` (refused before reading when ``Content-Length`` says so).
-- Only text, HTML, Markdown, PDF and ``application/octet-stream`` (sniffed later by the loader) are accepted.
+- Only text, HTML, Markdown, PDF, XML (sitemaps) and ``application/octet-stream`` (sniffed later by the loader)
+  are accepted.
 - URLs with credentials (``https://user:password@host/``), typed or in a redirect, are refused before any
   request: the URL is the document's source, stored, listed, cited and audited, so its secret would be too.
   Messages show such URLs through :func:`redact_credentials`.
@@ -49,7 +50,7 @@ METADATA_ADDRESSES = frozenset(
     for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "192.0.0.192", "fd00:ec2::254")
 )
 ALLOWED_CONTENT_TYPES = frozenset(
-    {"application/pdf", "application/x-pdf", "application/xhtml+xml", "application/octet-stream", ""}
+    {"application/pdf", "application/x-pdf", "application/xhtml+xml", "application/xml", "application/octet-stream", ""}
 )
 USER_AGENT = "Lorebot/0.1 (+document ingestion)"
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")

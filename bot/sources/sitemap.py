@@ -17,6 +17,7 @@ import httpx
 from langchain_core.documents import Document
 
 from bot.errors import IngestError
+from bot.ingest.fetch import Fetched
 from bot.sources.links import page_url
 from bot.sources.loader import SourceLoader, failed, fetched, load_bytes, unchanged
 from bot.sources.model import SourceError
@@ -82,7 +83,7 @@ class SitemapLoader(SourceLoader):
                     continue
                 listed += 1
                 if len(pages) < limit:
-                    pages.setdefault(url, lastmod)
+                    pages.setdefault(str(page_url(url)), lastmod)
         if listed > limit:
             self.complete = False
             self.notes.append(f"the sitemap lists {listed} pages; only the first {limit} (max-pages) are synced")
@@ -97,7 +98,7 @@ def _on(url: str, origin: tuple[str, str, int | None]) -> bool:
     return (parsed.scheme, parsed.host, parsed.port) == origin and not parsed.userinfo
 
 
-def _parse(page, where: str) -> tuple[list[tuple[str, str]], list[str]]:
+def _parse(page: Fetched, where: str) -> tuple[list[tuple[str, str]], list[str]]:
     """(page URL, lastmod) entries of a ``urlset`` and the nested sitemap URLs of a ``sitemapindex``."""
     try:
         root = ElementTree.fromstring(page.data)
@@ -115,21 +116,8 @@ def _parse(page, where: str) -> tuple[list[tuple[str, str]], list[str]]:
         if _local(element.tag) == "sitemap":
             nested.append(fields["loc"])
         elif _local(element.tag) == "url":
-            entries.append(
-                (
-                    str(page_url(fields["loc"])) if _valid(fields["loc"]) else fields["loc"],
-                    fields.get("lastmod", "")[:40],
-                )
-            )
+            entries.append((fields["loc"], fields.get("lastmod", "")[:40]))
     return entries, nested
-
-
-def _valid(url: str) -> bool:
-    try:
-        page_url(url)
-    except (httpx.InvalidURL, ValueError):
-        return False
-    return True
 
 
 def _local(tag: str) -> str:
