@@ -27,9 +27,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from bot.desk.cli import report as desk_report
 from bot.domain import Actor, Answer, Passage, Question, answer_payload
 from bot.errors import LorebotError
+from bot.report_cli import report as desk_report
 from bot.settings import Settings
 
 app = typer.Typer(help="Lorebot: answers from your team's documents, with sources.", no_args_is_help=True)

@@ -1,5 +1,6 @@
 """``lorebot report``: what the knowledge base cannot answer, for the operator (an admin: question text shown,
-redacted per ``DESK_REDACT_PERSONAL_DATA``). Mounted on the main CLI by :mod:`bot.cli`."""
+redacted per ``DESK_REDACT_PERSONAL_DATA``). Mounted on the main CLI by :mod:`bot.cli`; it lives outside
+:mod:`bot.desk` because it starts the service, which imports the desk."""
 
 from __future__ import annotations
 

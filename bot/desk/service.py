@@ -34,6 +34,11 @@ MAX_SAVED_ANSWER_CHARS = 8000
 TITLE_CHARS = 80
 
 
+def saved_document_text(question: str, answer: str) -> str:
+    """The text of a saved answer's document (and of its SFT example's source)."""
+    return f"Question: {question}\n\nAnswer: {answer}"
+
+
 @dataclass(frozen=True, slots=True)
 class Handover:
     """A question handed over to people: what to post in ``target.channel`` and where the asker is."""
@@ -223,7 +228,7 @@ class Desk:
         title = question if len(question) <= TITLE_CHARS else question[: TITLE_CHARS - 1] + "…"
         result = await self._add_text(
             acting,
-            f"Question: {question}\n\nAnswer: {reply}",
+            saved_document_text(question, reply),
             title=title,
             scope=escalation.scope,
             source_uri=f"desk:{actor.platform}:hand-over:{escalation.id}",

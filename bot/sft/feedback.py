@@ -28,12 +28,16 @@ def feedback_examples(rated: Sequence[RatedAnswer]) -> list[Example]:
 
 
 async def load_feedback_examples(settings: Settings, *, limit: int) -> list[Example]:
-    """Rated answers from the configured database, as examples; history as deep as the chain uses."""
+    """Rated answers (history as deep as the chain uses) and saved answers from the configured database."""
+    from bot.sft.curated import curated_examples
+    from bot.storage.desk import curated_answers
     from bot.storage.pool import open_pool, resolve_database_url
     from bot.storage.sft import rated_answers
 
     pool = await open_pool(resolve_database_url(settings), settings)
     try:
-        return feedback_examples(await rated_answers(pool, history_turns=settings.history_turns, limit=limit))
+        rated = feedback_examples(await rated_answers(pool, history_turns=settings.history_turns, limit=limit))
+        saved = await curated_answers(pool, limit=limit)  # people's answers saved with "Save as answer"
+        return rated + curated_examples(saved, redact_personal_data=settings.desk_redact_personal_data)
     finally:
         await pool.close()
