@@ -153,12 +153,9 @@ def remove(
 
 def summary_text(report: SyncReport) -> Text:
     """One line per sync: status, counts, time, then the failures (at most a few) on their own lines."""
-    c = report.counts
     style = {"ok": "green", "partial": "yellow", "failed": "red"}[report.status]
     line = Text.assemble(
-        (report.status, style),
-        f" source #{report.source_id}: {c.added} added, {c.updated} updated, {c.unchanged} unchanged, "
-        f"{c.removed} removed, {c.failed} failed in {report.seconds:.1f} s",
+        (report.status, style), f" source #{report.source_id}: {report.summary()} in {report.seconds:.1f} s"
     )
     if report.revision:
         line.append(f" at {report.revision[:12]}")

@@ -154,9 +154,9 @@ async def test_adding_is_admin_only_audited_and_local_paths_are_for_the_shell_op
 ) -> None:
     with pytest.raises(PermissionDenied):
         await manager.add(MEMBER, "web", "https://docs.example.com/")
-    with pytest.raises(PermissionDenied, match="command line"):
+    with pytest.raises(SourceError, match="command line"):
         await manager.add(CHAT_ADMIN, "folder", str(tmp_path))
-    with pytest.raises(PermissionDenied, match="command line"):
+    with pytest.raises(SourceError, match="command line"):
         await manager.add(CHAT_ADMIN, "git", str(tmp_path))
     with pytest.raises(PermissionDenied):
         await manager.list(MEMBER)

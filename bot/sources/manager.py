@@ -14,7 +14,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from bot.access import AuditTrail
 from bot.domain import Actor, Platform
-from bot.errors import PermissionDenied
 from bot.ingest.fetch import redact_credentials
 from bot.ingest.pipeline import SCOPE_NAME, Ingestor
 from bot.settings import Settings
@@ -54,8 +53,8 @@ class SourceManager:
     ) -> Source:
         """Store a new source (due at once when scheduled; it syncs on :meth:`sync` or the scheduler's next tick).
 
-        Raises :class:`SourceError` for a bad kind, target, schedule, option or a duplicate,
-        :class:`PermissionDenied` for a non-admin or a chat admin naming a local path.
+        Raises :class:`SourceError` for a bad kind, target, schedule, option, a duplicate or a chat admin naming a
+        local path, :class:`~bot.errors.PermissionDenied` for a non-admin.
         """
         target = redact_credentials(clean_text(target.strip()))
         async with self.audit.admin_action(actor, "add_source", target=f"{kind} {target}"[:500]) as entry:
@@ -65,7 +64,7 @@ class SourceManager:
                 raise SourceError(f"invalid scope name {scope!r}: use 1-64 letters, digits, '_', '.', ':' or '-'")
             target = _checked_target(source_kind, target)
             if _is_local(source_kind, target) and actor.platform != Platform.LOCAL:
-                raise PermissionDenied("local folders and repositories can only be added from the command line")
+                raise SourceError("local folders and repositories can only be added from the command line")
             every_s = parse_every(every)
             checked = (options or SourceOptions()).checked()
             row = await store.insert_source(

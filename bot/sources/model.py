@@ -141,6 +141,10 @@ class SyncReport:
     removals_skipped: bool = False
     seconds: float = 0.0
 
+    def summary(self) -> str:
+        """``"2 added, 1 updated, 9 unchanged, 1 removed, 0 failed"``: what a sync did, for any platform."""
+        return ", ".join(f"{n} {what}" for what, n in self.counts.as_json().items())
+
     def as_json(self) -> dict[str, Any]:
         return {
             "source_id": self.source_id,

@@ -19,6 +19,7 @@ from connectors.slack import render
 from connectors.slack.answering import question_problem
 from connectors.slack.deps import Deps
 from connectors.slack.desk import kb_desk
+from connectors.slack.sources import source_command
 from connectors.slack.tasks import respond_privately
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ async def _run_kb(deps: Deps, actor: Actor, verb: str, rest: str, scopes: tuple[
         return render.search_text(rest, await service.search(actor, rest, scopes, SEARCH_HITS))
     if verb == "scope":
         return render.scope_text(scopes)
+    if verb == "source":
+        return await source_command(service, actor, rest, scope=scopes[0], as_url=_as_url)
     return render.KB_USAGE
 
 

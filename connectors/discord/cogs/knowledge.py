@@ -17,6 +17,7 @@ from bot.domain import IngestResult
 from bot.errors import IngestError
 from bot.service import Lorebot
 from connectors.discord.answering import NO_MENTIONS
+from connectors.discord.cogs.sources import SourceCommands
 from connectors.discord.context import actor_for, scopes_for
 from connectors.discord.render import documents_embed, passages_embed
 from connectors.discord.settings import DiscordSettings
@@ -31,6 +32,7 @@ class KnowledgeCog(commands.GroupCog, group_name="kb", group_description="Manage
         self.service = service
         self.settings = settings
         super().__init__()
+        self.__cog_app_commands_group__.add_command(SourceCommands(service, settings))
 
     @app_commands.command(name="add", description="Add a document from a URL, pasted text or an attached file.")
     @app_commands.describe(
