@@ -13,12 +13,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.desk.report import parse_since
 from bot.domain import IngestResult
 from bot.errors import IngestError
 from bot.service import Lorebot
 from connectors.discord.answering import NO_MENTIONS
 from connectors.discord.cogs.sources import SourceCommands
 from connectors.discord.context import actor_for, scopes_for
+from connectors.discord.desk_render import report_embeds
 from connectors.discord.render import documents_embed, passages_embed
 from connectors.discord.settings import DiscordSettings
 
@@ -97,6 +99,15 @@ class KnowledgeCog(commands.GroupCog, group_name="kb", group_description="Manage
         listed = ", ".join(f"`{scope}`" for scope in scopes)
         message = f"This channel answers from: {listed}. `/kb add` stores into `{scopes[0]}`."
         await interaction.response.send_message(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    @app_commands.command(name="report", description="What the knowledge base could not answer, and what it cites.")
+    @app_commands.describe(since="Time span up to now: 24h, 7d, 4w", scope="A scope (default: this channel's)")
+    async def report(self, interaction: discord.Interaction, since: str = "7d", scope: str | None = None) -> None:
+        span = parse_since(since)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        actor = actor_for(interaction.user, self.settings)
+        result = await self.service.desk.report(actor, since=span, scope=scope or self._scopes(interaction)[0])
+        await interaction.followup.send(embeds=report_embeds(result), ephemeral=True)
 
     def _scopes(self, interaction: discord.Interaction) -> tuple[str, ...]:
         return scopes_for(self.service, interaction.guild_id, interaction.channel)
