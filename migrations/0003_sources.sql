@@ -32,3 +32,11 @@ CREATE TABLE source_items (
     PRIMARY KEY (source_id, uri)
 );
 CREATE INDEX source_items_document_idx ON source_items (document_id);
+
+-- Where a chunk of a synced document lives upstream, for citations: the page with the heading's anchor (web,
+-- sitemap), the file at the synced commit with the chunk's line range (git). Chunks without a row cite their
+-- document's source. Replacing a document replaces its chunks, and their links go with them.
+CREATE TABLE chunk_links (
+    chunk_id bigint PRIMARY KEY REFERENCES chunks (id) ON DELETE CASCADE,
+    url      text NOT NULL
+);

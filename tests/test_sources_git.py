@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.retrieval import Retriever
 from bot.settings import Settings
 from bot.sources.manager import SourceManager
 from bot.sources.model import SourceOptions
@@ -170,3 +171,20 @@ async def test_an_unreachable_repository_keeps_every_document(
     report = await manager.sync(ADMIN, source.id)
     assert report.status == "failed" and report.error.startswith("git fetch failed")
     assert await titles(pool) == ["Expenses", "Handbook", "Holidays"]
+
+
+async def test_citations_link_to_the_file_at_the_commit_and_its_lines(
+    pool, counting: CountingEmbedder, settings: Settings, repo: Path, served
+) -> None:
+    server, bare = served
+    write(
+        repo / "docs" / "holidays.md", "\n\n# Holidays\n\nStaff get thirty days of paid holiday.\nUnused days expire.\n"
+    )
+    head = commit(repo, "holidays with leading blank lines")
+    publish(repo, bare)
+    allowed = settings.model_copy(update={"fetch_allowed_hosts": [server.host]})
+    manager = manager_for(pool, counting, allowed)
+    source = await manager.add(ADMIN, "git", f"http://{server.host}/handbook.git")
+    await manager.sync(ADMIN, source.id)
+    [passage] = await Retriever(pool, counting, allowed).search("How many days of paid holiday?", ["default"], 1)
+    assert passage.source_uri == f"http://{server.host}/handbook/blob/{head}/docs/holidays.md?plain=1#L5-L6"

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from bot.retrieval import Retriever
 from bot.settings import Settings
 from bot.sources.manager import SourceManager
 from bot.sources.model import SourceOptions
@@ -266,3 +267,27 @@ async def test_a_malformed_sitemap_fails_the_sync(manager: SourceManager, http_s
     source = await manager.add(ADMIN, "sitemap", http_server.url("/sitemap.xml"), options=fast())
     report = await manager.sync(ADMIN, source.id)
     assert report.status == "failed" and "not a valid sitemap" in report.error
+
+
+async def test_citations_link_to_the_heading_anchor_of_the_page(
+    manager: SourceManager, http_server: LocalHTTPServer, pool, counting, web_settings: Settings
+) -> None:
+    body = (
+        "<!doctype html><html><head><title>Policies</title></head><body><article><h1>Policies</h1>"
+        "<p>All company policies in one place, reviewed every spring by the people team.</p>"
+        '<h2 id="expenses-policy">Expenses <a class="headerlink" href="#expenses-policy">¶</a></h2>'
+        "<p>Expenses are reimbursed within ten working days of submitting the receipt.</p>"
+        '<h2><a href="#parking-rules">Parking</a></h2>'
+        "<p>Visitors park on level one of garage A; employees use garage B.</p>"
+        "<h2>Unanchored</h2><p>Laptops are replaced every four years by the IT desk.</p>"
+        "</article></body></html>"
+    ).encode()
+    url = http_server.serve("/policies", body, content_type=HTML)
+    source = await manager.add(ADMIN, "web", url, options=fast())
+    await manager.sync(ADMIN, source.id)
+    retriever = Retriever(pool, counting, web_settings)
+    links = {}
+    for query in ("How fast are expenses reimbursed?", "Where do visitors park?", "When are laptops replaced?"):
+        [passage] = await retriever.search(query, ["default"], 1)
+        links[query.split()[-1]] = passage.source_uri
+    assert links == {"reimbursed?": f"{url}#expenses-policy", "park?": f"{url}#parking-rules", "replaced?": url}

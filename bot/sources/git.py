@@ -21,6 +21,7 @@ from langchain_core.documents import Document
 
 from bot.errors import IngestError
 from bot.ingest.fetch import check_url, redact_credentials
+from bot.ingest.loaders import decode_text
 from bot.sources.globs import path_filter
 from bot.sources.loader import SourceLoader, failed, fetched, load_bytes, unchanged
 from bot.sources.model import SourceError
@@ -49,6 +50,8 @@ GIT_OPTIONS = (
     "-c",
     "core.fsmonitor=false",
 )
+LINE_TYPES = frozenset({"text/markdown", "text/plain"})
+"""Files whose loaded text is the file's text, so a chunk's lines can be found in it."""
 _REMOTE = re.compile(r"^[^/]*:")
 """A scheme (``https:``, ``file:``, ``ext::``) or scp-like ``host:path``: anything but a plain path."""
 
@@ -127,7 +130,13 @@ class GitLoader(SourceLoader):
             loaded = await load_bytes(data, filename=Path(blob.path).name)
         except (IngestError, SourceError) as e:
             return failed(uri, str(e))
-        return fetched(uri, blob.sha, loaded, revision=self.revision, path=blob.path)
+        if not is_remote(target) or loaded.mime_type not in LINE_TYPES:
+            return fetched(uri, blob.sha, loaded)
+        decoded = decode_text(data)
+        stripped_lines = decoded[: len(decoded) - len(decoded.lstrip())].count("\n")
+        plain = "?plain=1" if loaded.mime_type == "text/markdown" else ""  # line anchors on the source, not the render
+        blob_url = f"{web_base(target)}/blob/{self.revision}/{blob.path}{plain}"
+        return fetched(uri, blob.sha, loaded, blob_url=blob_url, line_offset=stripped_lines)
 
     def _cache_dir(self) -> Path:
         return self.settings.data_dir / "sources" / f"git-{self.source.id}.git"

@@ -19,13 +19,17 @@ from __future__ import annotations
 import asyncio
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Mapping
+from pathlib import PurePosixPath
 from typing import Literal
 
+import httpx
 from langchain_core.document_loaders import BaseLoader
 from langchain_core.documents import Document
 
-from bot.ingest.loaders import LoadedDocument, load_document
+from bot.ingest.fetch import Fetched
+from bot.ingest.loaders import LoadedDocument, decode_text, load_document
 from bot.settings import Settings
+from bot.sources.anchors import heading_anchors
 from bot.sources.model import Source
 
 State = Literal["fetched", "unchanged", "failed"]
@@ -53,7 +57,7 @@ class SourceLoader(BaseLoader):
         return bool(version) and self.known.get(uri) == version
 
 
-def fetched(uri: str, version: str, loaded: LoadedDocument, **extra: str) -> Document:
+def fetched(uri: str, version: str, loaded: LoadedDocument, **extra: object) -> Document:
     metadata = {
         "source": uri,
         "state": "fetched",
@@ -75,6 +79,17 @@ def failed(uri: str, error: str) -> Document:
 
 def state(document: Document) -> State:
     return document.metadata["state"]
+
+
+async def page_document(url: str, version: str, page: Fetched) -> Document:
+    """A fetched web page as a document, with its heading anchors (``anchors``) for citations; raises
+    :class:`~bot.errors.IngestError` when our loaders cannot read it."""
+    name = PurePosixPath(httpx.URL(url).path).name or "index.html"
+    loaded = await load_bytes(page.data, filename=name, content_type=page.content_type)
+    anchors = (
+        await asyncio.to_thread(heading_anchors, decode_text(page.data)) if loaded.mime_type == "text/html" else {}
+    )
+    return fetched(url, version, loaded, anchors=anchors)
 
 
 async def load_bytes(data: bytes, *, filename: str, content_type: str | None = None) -> LoadedDocument:

@@ -11,7 +11,6 @@ import logging
 import xml.etree.ElementTree as ElementTree
 from collections import deque
 from collections.abc import AsyncIterator
-from pathlib import PurePosixPath
 
 import httpx
 from langchain_core.documents import Document
@@ -19,7 +18,7 @@ from langchain_core.documents import Document
 from bot.errors import IngestError
 from bot.ingest.fetch import Fetched
 from bot.sources.links import page_url
-from bot.sources.loader import SourceLoader, failed, fetched, load_bytes, unchanged
+from bot.sources.loader import SourceLoader, failed, page_document, unchanged
 from bot.sources.model import SourceError
 from bot.sources.pacing import PacedFetcher
 from bot.sources.web import site_start
@@ -41,13 +40,9 @@ class SitemapLoader(SourceLoader):
                 yield unchanged(url, lastmod)
                 continue
             try:
-                page = await fetcher.get(url)
-                name = PurePosixPath(httpx.URL(url).path).name or "index.html"
-                loaded = await load_bytes(page.data, filename=name, content_type=page.content_type)
+                yield await page_document(url, lastmod, await fetcher.get(url))
             except IngestError as e:
                 yield failed(url, str(e))
-                continue
-            yield fetched(url, lastmod, loaded)
 
     async def _listing(self, fetcher: PacedFetcher, root: httpx.URL) -> tuple[list[tuple[str, str]], list[str]]:
         """(page URL, lastmod) pairs up to ``max_pages`` and the refused off-site URLs; raises

@@ -21,6 +21,7 @@ from bot.domain import IngestResult
 from bot.errors import LorebotError
 from bot.ingest.pipeline import Ingestor, TextSource
 from bot.settings import Settings
+from bot.sources.anchors import line_links, page_link
 from bot.sources.kinds import loader_for
 from bot.sources.model import Source, SyncCounts, SyncReport, short_error
 from bot.storage import sources as store
@@ -114,21 +115,39 @@ class SourceSync:
         texts = [
             TextSource(clean_text(d.page_content), clean_text(d.metadata["title"]), d.metadata["source"]) for d in batch
         ]
-        versions = {d.metadata["source"]: d.metadata["version"] for d in batch}
+        by_uri = {d.metadata["source"]: d for d in batch}
         async for item, outcome in self.ingestor.add_many(texts, scope=source.scope, added_by=f"source:{source.id}"):
             assert isinstance(item, TextSource) and item.source_uri is not None
             if isinstance(outcome, IngestResult):
+                document = by_uri[item.source_uri]
+                if outcome.status != "unchanged":
+                    await self._link(outcome.document.id, document)
                 await store.record_item(
                     self.pool,
                     source.id,
                     uri=item.source_uri,
                     document_id=outcome.document.id,
-                    version=versions[item.source_uri],
+                    version=document.metadata["version"],
                     revision=revision,
                 )
                 tally.count(item.source_uri, _STATUS[outcome.status])
             else:
                 tally.fail(item.source_uri, str(outcome))
+
+    async def _link(self, document_id: int, document: Document) -> None:
+        """Record each new chunk's exact place upstream (see :mod:`bot.sources.anchors`), when the kind knows it."""
+        metadata = document.metadata
+        if "anchors" not in metadata and "blob_url" not in metadata:
+            return
+        chunks = await store.document_chunks(self.pool, document_id)
+        if "anchors" in metadata:
+            links = [page_link(metadata["source"], heading, metadata["anchors"]) for _, heading, _ in chunks]
+        else:
+            texts = [text for _, _, text in chunks]
+            links = line_links(metadata["blob_url"], document.page_content, metadata["line_offset"], texts)
+        await store.store_links(
+            self.pool, [(chunk_id, link) for (chunk_id, _, _), link in zip(chunks, links, strict=True)]
+        )
 
     def _report(self, source: Source, status: str, tally: _Tally, started: float, **extra) -> SyncReport:
         return SyncReport(

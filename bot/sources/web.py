@@ -12,7 +12,6 @@ import logging
 import re
 from collections import deque
 from collections.abc import AsyncIterator
-from pathlib import PurePosixPath
 from urllib.robotparser import RobotFileParser
 
 import httpx
@@ -22,7 +21,7 @@ from bot.errors import IngestError
 from bot.ingest.fetch import USER_AGENT, Fetched, redact_credentials
 from bot.ingest.loaders import decode_text
 from bot.sources.links import page_url, same_site_links
-from bot.sources.loader import SourceLoader, failed, fetched, load_bytes
+from bot.sources.loader import SourceLoader, failed, page_document
 from bot.sources.model import SourceError
 from bot.sources.pacing import PacedFetcher
 
@@ -66,11 +65,9 @@ class WebLoader(SourceLoader):
                         queued.add(link)
                         queue.append((link, depth + 1))
             try:
-                loaded = await load_bytes(page.data, filename=_filename(url), content_type=page.content_type)
+                yield await page_document(url, "", page)
             except IngestError as e:
                 yield failed(url, str(e))
-                continue
-            yield fetched(url, "", loaded)
 
 
 def site_start(target: str) -> httpx.URL:
@@ -103,7 +100,3 @@ async def _robots(fetcher: PacedFetcher, start: httpx.URL) -> RobotFileParser:
 
 def _is_html(page: Fetched) -> bool:
     return page.content_type in HTML_TYPES or page.data[:512].lstrip().lower().startswith((b"<!doctype html", b"<html"))
-
-
-def _filename(url: str) -> str:
-    return PurePosixPath(httpx.URL(url).path).name or "index.html"

@@ -54,8 +54,9 @@ FROM messages WHERE id = %(id)s
 """
 
 SELECT_CITED_CHUNKS = """
-SELECT c.id AS chunk_id, c.document_id, d.title, d.source_uri, c.text, d.scope, c.ordinal
+SELECT c.id AS chunk_id, c.document_id, d.title, coalesce(l.url, d.source_uri) AS source_uri, c.text, d.scope, c.ordinal
 FROM chunks c JOIN documents d ON d.id = c.document_id
+LEFT JOIN chunk_links l ON l.chunk_id = c.id  -- the exact place upstream of a synced chunk (bot.sources)
 WHERE c.id = ANY(%(ids)s::bigint[])
 """
 

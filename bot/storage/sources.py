@@ -75,6 +75,11 @@ WITH s AS (DELETE FROM sources WHERE id = %(id)s RETURNING *)
 SELECT {_COLUMNS.replace("(SELECT count(*) FROM source_items i WHERE i.source_id = s.id)", "0::bigint")} FROM s
 """
 
+DOCUMENT_CHUNKS = "SELECT id, heading, text FROM chunks WHERE document_id = %(document_id)s ORDER BY ordinal"
+STORE_LINK = """
+INSERT INTO chunk_links (chunk_id, url) VALUES (%s, %s) ON CONFLICT (chunk_id) DO UPDATE SET url = EXCLUDED.url
+"""
+
 RECORD_SYNC = """
 UPDATE sources SET
     last_sync_at = now(), last_status = %(status)s, last_error = %(error)s, last_counts = %(counts)s,
@@ -211,6 +216,18 @@ async def record_item(
     params = {"source_id": source_id, "uri": uri, "document_id": document_id, "version": version, "revision": revision}
     async with _storage_errors("recording the source's document"), pool.connection() as conn:
         await conn.execute(RECORD_ITEM, params)
+
+
+async def document_chunks(pool: AsyncConnectionPool, document_id: int) -> list[tuple[int, str, str]]:
+    """(chunk id, heading, text) of a stored document, in order."""
+    async with _storage_errors("reading the document's chunks"), pool.connection() as conn:
+        return await (await conn.execute(DOCUMENT_CHUNKS, {"document_id": document_id})).fetchall()
+
+
+async def store_links(pool: AsyncConnectionPool, links: Sequence[tuple[int, str]]) -> None:
+    """Record where each chunk (id, URL) lives upstream, for citations."""
+    async with _storage_errors("storing the chunks' links"), pool.connection() as conn, conn.cursor() as cur:
+        await cur.executemany(STORE_LINK, links)
 
 
 async def remove_items(pool: AsyncConnectionPool, source_id: int, uris: Sequence[str]) -> int:
