@@ -6,7 +6,7 @@ kind here is a ``langchain_core`` ``BaseLoader`` of ours whose every request goe
 :func:`bot.ingest.loaders.load_document`. A yielded document's metadata says what became of it:
 
 - ``fetched``: read now; ``page_content`` is its text, ``title`` its title;
-- ``unchanged``: its cheap change marker (``version``: lastmod, Git blob id, mtime and size) equals the stored
+- ``unchanged``: its change marker (``version``: lastmod, Git blob id, mtime and size, a page's hash) equals the stored
   one, so it was not even read;
 - ``failed``: it exists upstream but could not be read (``error`` says why); what was stored stays.
 
@@ -17,6 +17,7 @@ are removed only then. The listing itself failing raises :class:`~bot.sources.mo
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Mapping
 from pathlib import PurePosixPath
@@ -56,6 +57,20 @@ class SourceLoader(BaseLoader):
     def is_unchanged(self, uri: str, version: str) -> bool:
         return bool(version) and self.known.get(uri) == version
 
+    async def read_page(self, url: str, page: Fetched, version: str = "") -> Document:
+        """A fetched web page as a document with its heading anchors (``anchors``) for citations, or ``unchanged``
+        when its change marker held; without a marker (``lastmod``) the page's bytes are their own, so an
+        unchanged page costs a request but no parsing. Raises :class:`~bot.errors.IngestError` when our loaders
+        cannot read it."""
+        version = version or "sha256:" + hashlib.sha256(page.data).hexdigest()
+        if self.is_unchanged(url, version):
+            return unchanged(url, version)
+        name = PurePosixPath(httpx.URL(url).path).name or "index.html"
+        loaded = await load_bytes(page.data, filename=name, content_type=page.content_type)
+        html = loaded.mime_type == "text/html"
+        anchors = await asyncio.to_thread(heading_anchors, decode_text(page.data)) if html else {}
+        return fetched(url, version, loaded, anchors=anchors)
+
 
 def fetched(uri: str, version: str, loaded: LoadedDocument, **extra: object) -> Document:
     metadata = {
@@ -79,17 +94,6 @@ def failed(uri: str, error: str) -> Document:
 
 def state(document: Document) -> State:
     return document.metadata["state"]
-
-
-async def page_document(url: str, version: str, page: Fetched) -> Document:
-    """A fetched web page as a document, with its heading anchors (``anchors``) for citations; raises
-    :class:`~bot.errors.IngestError` when our loaders cannot read it."""
-    name = PurePosixPath(httpx.URL(url).path).name or "index.html"
-    loaded = await load_bytes(page.data, filename=name, content_type=page.content_type)
-    anchors = (
-        await asyncio.to_thread(heading_anchors, decode_text(page.data)) if loaded.mime_type == "text/html" else {}
-    )
-    return fetched(url, version, loaded, anchors=anchors)
 
 
 async def load_bytes(data: bytes, *, filename: str, content_type: str | None = None) -> LoadedDocument:

@@ -18,7 +18,7 @@ from langchain_core.documents import Document
 from bot.errors import IngestError
 from bot.ingest.fetch import Fetched
 from bot.sources.links import page_url
-from bot.sources.loader import SourceLoader, failed, page_document, unchanged
+from bot.sources.loader import SourceLoader, failed, unchanged
 from bot.sources.model import SourceError
 from bot.sources.pacing import PacedFetcher
 from bot.sources.web import site_start
@@ -40,7 +40,7 @@ class SitemapLoader(SourceLoader):
                 yield unchanged(url, lastmod)
                 continue
             try:
-                yield await page_document(url, lastmod, await fetcher.get(url))
+                yield await self.read_page(url, await fetcher.get(url), lastmod)
             except IngestError as e:
                 yield failed(url, str(e))
 

@@ -21,7 +21,7 @@ from bot.errors import IngestError
 from bot.ingest.fetch import USER_AGENT, Fetched, redact_credentials
 from bot.ingest.loaders import decode_text
 from bot.sources.links import page_url, same_site_links
-from bot.sources.loader import SourceLoader, failed, page_document
+from bot.sources.loader import SourceLoader, failed
 from bot.sources.model import SourceError
 from bot.sources.pacing import PacedFetcher
 
@@ -65,7 +65,7 @@ class WebLoader(SourceLoader):
                         queued.add(link)
                         queue.append((link, depth + 1))
             try:
-                yield await page_document(url, "", page)
+                yield await self.read_page(url, page)
             except IngestError as e:
                 yield failed(url, str(e))
 
