@@ -5,17 +5,21 @@ fusion (score = Σ 1 / (rrf_k + rank)) needs no score calibration between the tw
 returned — cosine similarity ≥ ``min_similarity`` or a keyword hit — so an empty list means "not found" and
 the answer step can say so instead of inventing.
 
-The two methods run at once on two connections. Keyword search starts from the query's rarest terms: it matches
-only the terms whose chunk counts add up to at most ``keyword_budget`` (always the rarest one) and ranks those
-chunks against every query term, so its cost follows the rare terms, not the corpus. Common words still count
-in the ranking; they just do not pull in candidates. When that finds fewer than the ``k`` passages wanted (a small
-scope, say), every term matches, with at most ``keyword_budget`` chunks ranked.
+The two methods run at once on two connections. Keyword search never ranks every chunk that shares a word with
+the query; it ranks at most ``keyword_budget`` chunks that match *clauses* chosen from term statistics
+(:func:`keyword_clauses`): the rarest terms on their own, then pairs of commoner terms that must occur together,
+as long as the chunks they are expected to match in the searched scopes add up to the budget. Its cost follows
+the budget, not the corpus or how common the query's words are. Common words still count in the ranking. A scope
+holding 1 % of the chunks is expected to hold 1 % of a term's chunks, so a small scope can afford commoner
+terms, and the text index is intersected with the scope's. When that finds fewer than the ``k`` passages wanted,
+every term matches, with at most ``keyword_budget`` chunks ranked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import time
 from collections.abc import Sequence
@@ -32,7 +36,7 @@ from bot.storage.search import (
     KeywordQuery,
     TermFrequency,
     keyword_candidates,
-    term_frequencies,
+    keyword_statistics,
     vector_candidates,
 )
 
@@ -43,6 +47,9 @@ SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "vector", "keyword")
 
 MAX_QUERY_CHARS = 4000
 """Longer queries are cut before embedding: far beyond every supported model's input window anyway."""
+
+MAX_PAIRED_TERMS = 12
+"""Commoner terms considered for pairs: 66 pairs at most, whatever the query's length."""
 
 
 class Retriever:
@@ -120,40 +127,56 @@ class Retriever:
     async def _matching(
         self, query: str, embedding: np.ndarray | None, scopes: Sequence[str], k: int
     ) -> list[Candidate]:
-        """Keyword candidates: the chunks of the rarest terms, of every term when those are fewer than ``k``."""
+        """Keyword candidates: the chunks of the rarest clauses, of every term when those are fewer than ``k``."""
         keywords = KeywordQuery.from_text(query)
         if not keywords:
             return []
-        frequencies = await term_frequencies(self.pool, keywords)
-        every = [t.term for t in frequencies if t.df > 0]
-        rare = rarest_terms(frequencies, self.settings.keyword_budget)
-        if not rare:
+        stats = await keyword_statistics(self.pool, keywords, scopes)
+        every = [t.term for t in stats.terms if t.df > 0]
+        if not every or not stats.scoped_chunks:
             return []
+        share = stats.scoped_chunks / max(stats.total_chunks, stats.scoped_chunks)
+        expected = [TermFrequency(t.term, t.df * share) for t in stats.terms]
+        clauses = keyword_clauses(expected, self.settings.keyword_budget, stats.scoped_chunks)
         limit = self.settings.retrieval_candidates
         cap = max(self.settings.keyword_budget, limit)  # never fewer chunks ranked than candidates wanted
         ranked = functools.partial(
             keyword_candidates, self.pool, rank=every, scopes=scopes, limit=limit, cap=cap, embedding=embedding
         )
-        found = await ranked(match=rare)
-        if len(found) < k and len(rare) < len(every):
-            wider = {c.chunk_id: c for c in [*found, *await ranked(match=every)]}
+        found = await ranked(match=clauses)
+        if len(found) < k and set(clauses) != {(term,) for term in every}:
+            wider = {c.chunk_id: c for c in [*found, *await ranked(match=[(term,) for term in every])]}
             found = sorted(wider.values(), key=lambda c: (-(c.keyword_score or 0.0), c.chunk_id))[:limit]
         return found
 
 
-def rarest_terms(frequencies: Sequence[TermFrequency], budget: int) -> list[str]:
-    """The rarest terms whose chunk counts sum to at most ``budget``, and always the rarest one.
+def keyword_clauses(frequencies: Sequence[TermFrequency], budget: int, chunks: int) -> list[tuple[str, ...]]:
+    """What a chunk must match to be ranked: single terms and pairs of terms, expected in at most ``budget`` of
+    ``chunks`` chunks together.
 
-    Terms no chunk contains are skipped: they match nothing.
+    The rarest terms come first, each on its own. Then pairs of the commoner ones must occur together, the pairs
+    expected in the fewest chunks first (``df_a · df_b / chunks``, as if the terms were independent). An answer
+    usually holds several of the question's words: at 1M chunks the rarest word of half the questions occurs in
+    more than 1,000 chunks, and ranking an arbitrary 1,000 of them lost answers that its pairs with the other
+    words find. When nothing fits, the rarest term alone (its chunks are then cut at the budget). Terms no chunk
+    contains are skipped: they match nothing.
     """
-    chosen: list[str] = []
-    total = 0
-    for t in sorted((t for t in frequencies if t.df > 0), key=lambda t: (t.df, t.term)):
-        if chosen and total + t.df > budget:
+    terms = sorted((t for t in frequencies if t.df > 0), key=lambda t: (t.df, t.term))
+    clauses: list[tuple[str, ...]] = []
+    expected = 0.0
+    for t in terms:
+        if expected + t.df > budget:
             break
-        chosen.append(t.term)
-        total += t.df
-    return chosen
+        clauses.append((t.term,))
+        expected += t.df
+    common = terms[len(clauses) :][:MAX_PAIRED_TERMS]
+    pairs = sorted((a.df * b.df / chunks, a.term, b.term) for a, b in itertools.combinations(common, 2))
+    for estimate, a, b in pairs:
+        if expected + estimate > budget:
+            break
+        clauses.append((a, b))
+        expected += estimate
+    return clauses or [(t.term,) for t in terms[:1]]
 
 
 async def _nothing() -> list[Candidate]:

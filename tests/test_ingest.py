@@ -463,11 +463,19 @@ async def test_bulk_binary_file_fails_alone(pool: AsyncConnectionPool, ingestor:
 
 TERM_STATS = "SELECT term, df FROM term_stats ORDER BY term"
 RECOUNTED = "SELECT t.lexeme, count(*) FROM chunks c, unnest(c.tsv) t GROUP BY t.lexeme ORDER BY t.lexeme"
+SCOPE_STATS = "SELECT scope, chunks FROM scope_stats WHERE chunks > 0 ORDER BY scope"
+SCOPES_RECOUNTED = "SELECT scope, count(*) FROM chunks GROUP BY scope ORDER BY scope"
 
 
 async def _term_stats_and_recount(pool: AsyncConnectionPool) -> tuple[list, list]:
+    """Term and scope statistics as kept by the triggers, and as counted from the chunks now."""
     async with pool.connection() as conn:
-        return await (await conn.execute(TERM_STATS)).fetchall(), await (await conn.execute(RECOUNTED)).fetchall()
+        kept = [*await (await conn.execute(TERM_STATS)).fetchall(), *await (await conn.execute(SCOPE_STATS)).fetchall()]
+        counted = [
+            *await (await conn.execute(RECOUNTED)).fetchall(),
+            *await (await conn.execute(SCOPES_RECOUNTED)).fetchall(),
+        ]
+        return kept, counted
 
 
 async def test_term_statistics_stay_exact_through_add_replace_and_delete(ingestor: Ingestor, pool) -> None:
@@ -490,3 +498,5 @@ async def test_term_statistics_stay_exact_through_add_replace_and_delete(ingesto
     assert added == recounted and ("e4711", 1) in added and ("printer", 2) in added and ("打印", 1) in added
     assert replaced == recounted_after_replace and "e4711" not in dict(replaced) and ("e4712", 1) in replaced
     assert deleted == recounted_after_delete and ("printer", 1) in deleted and "e4712" not in dict(deleted)
+    assert "default" in dict(added) and ("other", 1) in added  # scope sizes: exact like the terms
+    assert "default" not in dict(deleted) and ("other", 1) in deleted

@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from bot.embeddings import Embedder
 from bot.errors import RetrievalError
-from bot.retrieval import Retriever, rarest_terms
+from bot.retrieval import Retriever, keyword_clauses
 from bot.settings import Settings
 from bot.storage import search
 from bot.storage.pool import open_pool
@@ -303,13 +303,35 @@ async def test_iterative_hnsw_scan_fills_k_results_for_a_one_percent_scope(
 # --- keyword search from the rarest terms -----------------------------------------------------------------
 
 
-def test_rarest_terms_fill_the_budget_from_the_rarest_and_keep_at_least_one() -> None:
-    frequencies = [TermFrequency("printer", 900), TermFrequency("e4711", 1), TermFrequency("the", 0)]
+def test_keyword_clauses_take_the_rarest_terms_alone_then_pairs_of_commoner_ones() -> None:
+    frequencies = [
+        TermFrequency("printer", 900),
+        TermFrequency("e4711", 1),
+        TermFrequency("the", 0),
+        TermFrequency("error", 3000),
+        TermFrequency("floor", 20_000),
+    ]
 
-    assert rarest_terms(frequencies, budget=1000) == ["e4711", "printer"]
-    assert rarest_terms(frequencies, budget=100) == ["e4711"]
-    assert rarest_terms([TermFrequency("printer", 900)], budget=10) == ["printer"]
-    assert rarest_terms([TermFrequency("nowhere", 0)], budget=10) == []
+    # 1 + 900 fit alone; printer is taken, error x floor is expected in 3000 * 20000 / 1M = 60 chunks
+    assert keyword_clauses(frequencies, budget=1000, chunks=1_000_000) == [("e4711",), ("printer",), ("error", "floor")]
+    # printer x error (2.7) and printer x floor (18) fit, error x floor (60) does not
+    assert keyword_clauses(frequencies, budget=30, chunks=1_000_000) == [
+        ("e4711",),
+        ("printer", "error"),
+        ("printer", "floor"),
+    ]
+    # in a corpus of 20k chunks every pair is expected too often: the rarest term alone
+    assert keyword_clauses(frequencies, budget=30, chunks=20_000)[1:] == []
+    assert keyword_clauses([TermFrequency("printer", 900)], budget=10, chunks=1000) == [("printer",)]
+    assert keyword_clauses([TermFrequency("nowhere", 0)], budget=10, chunks=1000) == []
+
+
+def test_keyword_clauses_pair_at_most_a_dozen_terms_of_a_long_query() -> None:
+    frequencies = [TermFrequency(f"word{i:02d}", 5000 + i) for i in range(64)]
+
+    clauses = keyword_clauses(frequencies, budget=4000, chunks=10**6)  # no term alone, every pair (25 each) fits
+
+    assert len(clauses) == 66 and {t for clause in clauses for t in clause} == {f"word{i:02d}" for i in range(12)}
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Migration 0002 on a database that already holds chunks: term statistics are backfilled exactly."""
+"""Migrations 0002 and 0006 on a database that already holds chunks: term and scope statistics are backfilled
+exactly."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tests.conftest import with_database
 RECOUNTED = "SELECT t.lexeme, count(*) FROM chunks c, unnest(c.tsv) t GROUP BY t.lexeme ORDER BY t.lexeme"
 
 
-def test_term_statistics_are_backfilled_for_chunks_stored_before_the_migration(
+def test_term_and_scope_statistics_are_backfilled_for_chunks_stored_before_the_migrations(
     pg_server_uri: str, tmp_path: Path
 ) -> None:
     name = "lorebot_term_stats_backfill"
@@ -45,5 +46,7 @@ def test_term_statistics_are_backfilled_for_chunks_stored_before_the_migration(
     with psycopg.connect(url) as conn:
         stats = conn.execute("SELECT term, df FROM term_stats ORDER BY term").fetchall()
         recounted = conn.execute(RECOUNTED).fetchall()
-    assert applied[0] == "0002"
+        scopes = conn.execute("SELECT scope, chunks FROM scope_stats").fetchall()
+    assert applied[0] == "0002" and "0006" in applied
     assert stats == recounted and ("printer", 2) in stats and ("e4711", 1) in stats
+    assert scopes == [("default", 3)]

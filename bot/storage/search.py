@@ -7,13 +7,16 @@ CTE re-sorted by distance.
 
 Keyword search never ranks every chunk that shares a word with the query. Query terms (stemmed English words via
 the ``english`` configuration, CJK character bigrams via ``simple``, the way ``chunks.tsv`` is built) are looked
-up in ``term_stats`` (document frequencies, kept exact by triggers: ``migrations/0002_term_stats.sql``); the
-caller (:mod:`bot.retrieval`) chooses the terms a chunk must *match* (the rarest) and at most ``cap`` matching
-chunks are ranked by ``ts_rank(tsv, <every query term OR-ed>, 1)`` (frequency, normalised by log document length).
-With an OR query ``ts_rank`` rewards chunks matching more of the query's terms, while ``ts_rank_cd`` mostly scores
-single-term covers: on 500 SQuAD questions over 477 paragraphs recall@5 is 0.922 with ``ts_rank(…, 1)`` and 0.722
-with ``ts_rank_cd``. User text never reaches SQL: terms are reduced to letters/digits (or CJK bigrams) and passed
-as parameters, and lexemes are quoted by ``quote_literal`` before they become a ``tsquery``.
+up in ``term_stats`` (document frequencies) and the searched scopes' sizes in ``scope_stats``, both kept exact by
+triggers (``migrations/0002_term_stats.sql``, ``0006_scope_stats.sql``). The caller (:mod:`bot.retrieval`)
+chooses *clauses* a chunk must match — single rare terms, or pairs of commoner terms that must occur together —
+and at most ``cap`` matching chunks are ranked by ``ts_rank(tsv, <every query term OR-ed>, 1)`` (frequency,
+normalised by log document length). With an OR query ``ts_rank`` rewards chunks matching more of the query's
+terms, while ``ts_rank_cd`` mostly scores single-term covers: on 500 SQuAD questions over 477 paragraphs recall@5
+is 0.922 with ``ts_rank(…, 1)`` and 0.722 with ``ts_rank_cd``. The candidate query is never prepared on the
+server: a generic plan cannot know that a small scope is best intersected with the text index (``BitmapAnd``)
+rather than filtered after it. User text never reaches SQL: terms are reduced to letters/digits (or CJK bigrams)
+and passed as parameters, and lexemes are quoted by ``quote_literal`` before they become a ``tsquery``.
 """
 
 from __future__ import annotations
@@ -60,10 +63,15 @@ LEFT JOIN chunk_links l ON l.chunk_id = c.id  -- the exact place upstream of a s
 ORDER BY n.distance, c.id
 """
 
-TERM_FREQUENCIES = """
-SELECT t.lexeme AS term, coalesce(s.df, 0) AS df
+KEYWORD_STATISTICS = """
+SELECT t.lexeme AS term, coalesce(s.df, 0) AS df, z.scoped, z.total
 FROM unnest(to_tsvector('english', %(words)s) || to_tsvector('simple', %(bigrams)s)) t
 LEFT JOIN term_stats s ON s.term = t.lexeme
+CROSS JOIN (
+    SELECT coalesce(sum(chunks) FILTER (WHERE scope = ANY(%(scopes)s)), 0)::bigint AS scoped,
+           coalesce(sum(chunks), 0)::bigint AS total
+    FROM scope_stats
+) z
 ORDER BY df, term
 """
 
@@ -72,7 +80,14 @@ WITH found AS MATERIALIZED (
     SELECT c.id, c.tsv
     FROM chunks c
     WHERE c.scope = ANY(%(scopes)s)
-      AND c.tsv @@ (SELECT string_agg(quote_literal(t), ' | ')::tsquery FROM unnest(%(match)s::text[]) t)
+      AND c.tsv @@ (
+          SELECT string_agg(clause, ' | ')::tsquery
+          FROM (
+              SELECT '(' || string_agg(quote_literal(m.term), ' & ') || ')' AS clause
+              FROM unnest(%(terms)s::text[], %(clauses)s::int[]) AS m(term, clause)
+              GROUP BY m.clause
+          ) c
+      )
     LIMIT %(cap)s
 ), matches AS MATERIALIZED (
     SELECT f.id, ts_rank(f.tsv, q.query, 1) AS rank
@@ -124,10 +139,19 @@ class KeywordQuery:
 
 @dataclass(frozen=True, slots=True)
 class TermFrequency:
-    """A query term as indexed (a lexeme) and how many chunks contain it."""
+    """A query term as indexed (a lexeme) and how many chunks contain it (or are expected to, in some scopes)."""
 
     term: str
-    df: int
+    df: float
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordStatistics:
+    """The query's distinct lexemes, rarest first, and how many chunks the searched scopes and all scopes hold."""
+
+    terms: list[TermFrequency]
+    scoped_chunks: int
+    total_chunks: int
 
 
 def _distinct(terms: Sequence[str]) -> list[str]:
@@ -153,29 +177,35 @@ async def vector_candidates(
         return await cur.fetchall()
 
 
-async def term_frequencies(pool: AsyncConnectionPool, keywords: KeywordQuery) -> list[TermFrequency]:
-    """The query's distinct lexemes with their document frequencies (0 when no chunk has it), rarest first."""
-    params = {"words": keywords.words, "bigrams": keywords.bigrams}
+async def keyword_statistics(
+    pool: AsyncConnectionPool, keywords: KeywordQuery, scopes: Sequence[str]
+) -> KeywordStatistics:
+    """Document frequencies of the query's lexemes (0 when no chunk has one) and the scopes' sizes, one query."""
+    params = {"words": keywords.words, "bigrams": keywords.bigrams, "scopes": list(scopes)}
     async with _retrieval_errors(), pool.connection() as conn:
-        cur = await conn.cursor(row_factory=class_row(TermFrequency)).execute(TERM_FREQUENCIES, params)
-        return await cur.fetchall()
+        rows = await (await conn.execute(KEYWORD_STATISTICS, params)).fetchall()
+    if not rows:
+        return KeywordStatistics([], 0, 0)
+    return KeywordStatistics([TermFrequency(term, df) for term, df, _, _ in rows], rows[0][2], rows[0][3])
 
 
 async def keyword_candidates(
     pool: AsyncConnectionPool,
     *,
-    match: Sequence[str],
+    match: Sequence[Sequence[str]],
     rank: Sequence[str],
     scopes: Sequence[str],
     limit: int,
     cap: int,
     embedding: np.ndarray | None,
 ) -> list[Candidate]:
-    """Chunks in ``scopes`` holding any lexeme of ``match`` (at most ``cap`` of them, in no particular order),
-    best ``limit`` first by ``ts_rank`` against every lexeme of ``rank``. Rows carry the cosine similarity too
-    when ``embedding`` is given. Raises :class:`RetrievalError` when the database fails."""
+    """Chunks in ``scopes`` matching any clause of ``match`` (a clause: lexemes that must all occur; at most
+    ``cap`` such chunks, in no particular order), best ``limit`` first by ``ts_rank`` against every lexeme of
+    ``rank``. Rows carry the cosine similarity too when ``embedding`` is given. Raises :class:`RetrievalError`
+    when the database fails."""
     params = {
-        "match": list(match),
+        "terms": [term for clause in match for term in clause],
+        "clauses": [number for number, clause in enumerate(match) for _ in clause],
         "rank": list(rank),
         "scopes": list(scopes),
         "limit": limit,
@@ -183,5 +213,6 @@ async def keyword_candidates(
         "embedding": embedding,
     }
     async with _retrieval_errors(), pool.connection() as conn:
-        cur = await conn.cursor(row_factory=class_row(Candidate)).execute(KEYWORD_CANDIDATES, params)
+        cur = conn.cursor(row_factory=class_row(Candidate))
+        await cur.execute(KEYWORD_CANDIDATES, params, prepare=False)
         return await cur.fetchall()
