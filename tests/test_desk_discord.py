@@ -10,7 +10,7 @@ from bot.domain import Actor, Question
 from connectors.discord.client import LorebotClient
 from connectors.discord.desk_render import MAX_EMBEDS, MAX_FIELD_VALUE_CHARS, MAX_TOTAL_CHARS, report_embeds
 from connectors.discord.render import MAX_EMBED_DESCRIPTION_CHARS, MAX_EMBED_TITLE_CHARS
-from tests.fixtures.discord import DiscordWorld, RestCall
+from tests.fixtures.discord import DiscordWorld, RestCall, running_bot
 
 SEEDER = Actor("discord", "seed", "Seeder", is_admin=True)
 EPHEMERAL = 1 << 6
@@ -96,3 +96,87 @@ def test_a_huge_hostile_report_still_fits_discords_limits() -> None:
     embeds = [e.to_dict() for e in report_embeds(report)]
     assert_within_discord_limits(embeds)
     assert "@everyone" not in str(embeds).replace("@\u200beveryone", "")
+
+
+# --- questions channels, hand-over and "Save as answer" -----------------------------------------------------
+
+HOURS = "Clinic hours. The clinic is open Monday to Friday from 8am to 6pm and closed at weekends."
+
+
+def _answers(world: DiscordWorld) -> list[dict]:
+    return [m for m in world.fake.messages.values() if m.get("components") and m["author"]["id"] == world.fake.bot.id]
+
+
+def _posts_in(world: DiscordWorld, channel: str) -> list[dict]:
+    return [
+        m for m in world.fake.messages.values() if m["channel_id"] == channel and m["author"]["id"] == world.fake.bot.id
+    ]
+
+
+async def test_desk_mode_is_set_by_a_server_admin_over_the_wire(bot: LorebotClient, world: DiscordWorld) -> None:
+    options = [{"name": "mode", "type": 3, "value": "questions"}]
+    refused = await world.fake.slash("desk", options, subcommand="mode")
+    reply = await world.fake.wait_for_call("POST", rf"/interactions/\d+/{refused['token']}/callback")
+    assert "only knowledge-base admins" in reply.body["data"]["content"]
+    allowed = await world.fake.slash("desk", options, subcommand="mode", user=world.fake.admin)
+    reply = await world.fake.wait_for_call("POST", rf"/interactions/\d+/{allowed['token']}/callback")
+    assert "mode `questions`" in reply.body["data"]["content"]
+
+
+async def test_questions_channel_thumbs_down_hand_over_and_save_as_answer(world: DiscordWorld) -> None:
+    fake, service = world.fake, world.service
+    support_channel, nurses = fake.snowflake(), fake.admin_role_id  # the kb-admins role doubles as the support role
+    await service.add_text(SEEDER, HOURS, title="Clinic hours")
+    await service.desk.set_policy(SEEDER, "discord", fake.guild_id, fake.channel_id, mode="questions")
+    await service.desk.set_footer(SEEDER, "default", "Not medical advice.")
+    await service.desk.set_handover(SEEDER, "default", support_channel, nurses)
+    world.llm.reply("Monday to Friday, 8am to 6pm [1].")
+    # admins by role are off: the role's holder is a supporter, not an admin
+    async with running_bot(world, message_content_intent=True, admin_role_ids=[]):
+        for chatter in ("Good morning everyone!", f"<@{fake.admin.id}> can you check the rota?"):
+            await fake.post_as_user(chatter)
+        question = await fake.post_as_user("When is the clinic open?")
+        answer = await fake.wait_for(lambda: _answers(world), timeout=30)
+        assert [a["message_reference"]["message_id"] for a in answer] == [question["id"]]
+        assert "-# Not medical advice." in answer[0]["content"]
+        buttons = [b for row in answer[0]["components"] for b in row["components"]]
+        assert buttons[-1]["label"] == "🙋 Ask a person"
+        assert len(world.llm.chat_requests) == 1
+
+        down = next(b["custom_id"] for b in buttons if b["custom_id"].endswith(":down"))
+        await fake.click(answer[0], down)
+        post = (await fake.wait_for(lambda: _posts_in(world, support_channel), timeout=30))[0]
+        assert post["content"].startswith(f"<@&{nurses}>: a question needs a person (answer rated 👎)")
+        link = f"https://discord.com/channels/{fake.guild_id}/{fake.channel_id}/{question['id']}"
+        assert link in post["content"] and "When is the clinic open?" in post["content"]
+        assert post["allowed_mentions"]["roles"] == [int(nurses)] and post["allowed_mentions"]["parse"] == []
+        await fake.wait_for(lambda: any("I've asked" in m["content"] for m in _posts_in(world, fake.channel_id)))
+
+        reply = await fake.post_as_user(
+            "We are also open on Saturdays from 9am to noon.",
+            user=fake.admin,
+            channel_id=support_channel,
+            reply_to=post,
+        )
+        refused = await _save_as_answer(fake, reply, fake.member)
+        apology = await fake.wait_for_call("PATCH", rf"/webhooks/\d+/{refused['token']}/messages/@original")
+        assert "only knowledge-base admins" in apology.body["content"]
+        saving = await _save_as_answer(fake, reply, fake.admin)
+        done = await fake.wait_for_call("POST", rf"/webhooks/\d+/{saving['token']}", timeout=30)
+        assert done.body["content"].startswith("Saved as an answer")
+
+    saved = await service.list_documents(SEEDER, ("default",))
+    assert saved[0].title == "When is the clinic open?" and saved[0].added_by == f"discord:{fake.admin.id}"
+
+
+async def _save_as_answer(fake, message: dict, user) -> dict:
+    command = next(c for c in fake.commands[fake.guild_id] if c["name"] == "Save as answer")
+    data = {
+        "id": command["id"],
+        "name": command["name"],
+        "type": 3,
+        "target_id": message["id"],
+        "resolved": {"messages": {message["id"]: message}},
+        "guild_id": fake.guild_id,
+    }
+    return await fake._interact(2, data, user)

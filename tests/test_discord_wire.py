@@ -62,9 +62,9 @@ async def test_login_syncs_commands_to_the_dev_guild_and_identifies_without_priv
 ) -> None:
     sync = await world.fake.wait_for_call("PUT", rf"/applications/\d+/guilds/{world.fake.guild_id}/commands")
 
-    assert {c["name"] for c in sync.body} == {"ask", "kb"}
+    assert {c["name"] for c in sync.body} == {"ask", "kb", "desk", "Save as answer"}
     kb = next(c for c in sync.body if c["name"] == "kb")
-    assert {o["name"] for o in kb["options"]} == {"add", "list", "remove", "search", "scope", "source"}
+    assert {o["name"] for o in kb["options"]} == {"add", "list", "remove", "search", "scope", "source", "report"}
     assert int(kb["default_member_permissions"]) == 1 << 5  # Manage Server
     assert world.fake.identifies[-1]["token"] == TOKEN
     assert world.fake.identifies[-1]["intents"] & (1 << 15) == 0

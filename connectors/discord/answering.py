@@ -16,6 +16,7 @@ import discord
 from bot.domain import Answer, Question
 from bot.service import Lorebot
 from bot.streaming import final_answer
+from connectors.discord.handover import AskPersonButton, hand_over_if_configured
 from connectors.discord.render import THINKING_TEXT, progress_preview, sources_embed, split_message
 from connectors.discord.views import feedback_view
 
@@ -41,16 +42,27 @@ class AnswerSurface(Protocol):
         """Show an error instead of (or in place of) the answer."""
 
 
-async def stream_answer(service: Lorebot, question: Question, surface: AnswerSurface) -> Answer:
-    """Stream ``question``'s answer onto ``surface``; core errors propagate to the caller's error handler."""
+async def stream_answer(
+    service: Lorebot, question: Question, surface: AnswerSurface, client: discord.Client | None = None
+) -> Answer:
+    """Stream ``question``'s answer onto ``surface``; core errors propagate to the caller's error handler. With
+    ``client``, an answer that found nothing is handed over to the scope's support channel, if it has one."""
 
     async def progress(text: str) -> None:
         await surface.progress(progress_preview(text))
 
     answer = await final_answer(service.stream(question), progress, every_s=EDIT_INTERVAL_S)
-    parts = split_message(answer.text) or [EMPTY_ANSWER]
-    view = feedback_view(answer.message_id) if answer.message_id is not None else None
+    desk = await service.desk.decoration(question)
+    text = f"{answer.text}\n\n-# {desk.footer}" if desk.footer else answer.text
+    parts = split_message(text) or [EMPTY_ANSWER]
+    view = None
+    if answer.message_id is not None:
+        view = feedback_view(answer.message_id)
+        if desk.ask_person:
+            view.add_item(AskPersonButton(answer.message_id, desk.ask_person))
     await surface.finish(parts, sources_embed(answer.citations), view)
+    if client is not None and not answer.found and desk.ask_person and answer.message_id is not None:
+        await hand_over_if_configured(client, service, question.actor, answer.message_id, "not_found")
     return answer
 
 

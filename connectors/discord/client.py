@@ -17,8 +17,10 @@ from bot.inflight import InFlight
 from bot.service import Lorebot
 from connectors.discord.answering import NO_MENTIONS
 from connectors.discord.cogs.ask import AskCog
+from connectors.discord.cogs.desk import DeskCog
 from connectors.discord.cogs.knowledge import KnowledgeCog
 from connectors.discord.errors import report_interaction_failure
+from connectors.discord.handover import AskPersonButton
 from connectors.discord.settings import DiscordSettings
 from connectors.discord.views import FeedbackButton
 
@@ -69,9 +71,10 @@ class LorebotClient(commands.Bot):
                 "message content intent is off: mentions, replies with a mention and DMs work; "
                 "thread follow-ups need a mention (set DISCORD_MESSAGE_CONTENT_INTENT=true to lift that)"
             )
-        self.add_dynamic_items(FeedbackButton)
+        self.add_dynamic_items(FeedbackButton, AskPersonButton)
         await self.add_cog(AskCog(self, self.service, self.settings, self.inflight))
         await self.add_cog(KnowledgeCog(self.service, self.settings))
+        await self.add_cog(DeskCog(self, self.service, self.settings))
         await self._sync_commands()
 
     async def _sync_commands(self) -> None:

@@ -14,6 +14,7 @@ import discord
 
 from bot.failures import describe_failure
 from connectors.discord.context import actor_for
+from connectors.discord.handover import hand_over_if_configured
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ class FeedbackButton(
             return
         log.info("feedback message=%d actor=%s vote=%s", self.message_id, actor.ref, self.vote)
         await interaction.response.send_message(f"Thanks for the feedback {_EMOJI[self.vote]}", ephemeral=True)
+        if self.vote == "down":
+            await hand_over_if_configured(interaction.client, client.service, actor, self.message_id, "thumbs_down")
 
 
 def feedback_view(message_id: int) -> discord.ui.View:

@@ -25,6 +25,7 @@ from connectors.discord.context import (
     reply_chain_root,
     scopes_for,
 )
+from connectors.discord.desk import desk_wants
 from connectors.discord.settings import DiscordSettings
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class AskCog(commands.Cog):
             conversation=conversation_key(interaction.guild_id, interaction.channel, root),
         )
         async with self.inflight.track():
-            await stream_answer(self.service, question_, InteractionSurface(interaction))
+            await stream_answer(self.service, question_, InteractionSurface(interaction), self.bot)
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -88,7 +89,7 @@ class AskCog(commands.Cog):
         try:
             async with self.inflight.track():
                 await surface.start()
-                await stream_answer(self.service, question, surface)
+                await stream_answer(self.service, question, surface, self.bot)
         except Exception as exc:  # listeners have no error hook that reaches the user
             await surface.fail(describe_failure(exc).user_message)
 
@@ -104,7 +105,7 @@ class AskCog(commands.Cog):
             return None
         if self._replies_to_me(message):
             return conversation_key(guild_id, message.channel, await reply_chain_root(message))
-        if mentioned:
+        if await desk_wants(self.service, message, question_text(message, self.bot.user), mentioned):
             return conversation_key(guild_id, message.channel, message.id)
         return None
 
