@@ -3,6 +3,11 @@
 Loads a Hugging Face folder or a GGUF file (de-quantized by transformers). Base models without a chat template
 get :data:`~bot.local_llm.chat_template.CHAT_TEMPLATE`, the one SFT trains with. CPU inference runs one
 generation at a time (a lock): parallel generations would only slow each other down.
+
+LoRA adapters are named, as in vLLM: the one named like the model serves every request that names no other
+loaded adapter, and :meth:`LocalModel.load_adapter` adds or replaces one while the server runs. The adapter a
+generation uses is merged into the weights under the lock (and unmerged when another is asked for), so serving
+one adapter costs what a merged model costs.
 """
 
 from __future__ import annotations
@@ -75,10 +80,11 @@ class _Cancelled(StoppingCriteria):
 class Generation:
     """One completion: iterate for text pieces; afterwards ``text``, token counts and ``finish_reason`` are set."""
 
-    def __init__(self, model: LocalModel, prompt_ids: list[int], params: SamplingParams) -> None:
+    def __init__(self, model: LocalModel, prompt_ids: list[int], params: SamplingParams, adapter: str | None) -> None:
         self.model = model
         self.prompt_ids = prompt_ids
         self.params = params
+        self.adapter = adapter
         self.text = ""
         self.prompt_tokens = len(prompt_ids)
         self.completion_tokens = 0
@@ -89,6 +95,7 @@ class Generation:
         tokenizer = self.model.tokenizer
         stop_filter = StopFilter((*self.model.stop_strings, *self.params.stop))
         with self.model.lock:
+            self.model.activate(self.adapter)
             cancel = threading.Event()
             streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=False)
             worker = threading.Thread(target=self._generate, args=(streamer, cancel), daemon=True)
@@ -150,13 +157,16 @@ class Generation:
 
 
 class LocalModel:
-    """A loaded model + tokenizer; :meth:`generate` returns a :class:`Generation` to iterate."""
+    """A loaded model + tokenizer and its named LoRA adapters; :meth:`generate` returns a :class:`Generation`."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, name: str) -> None:
-        self.model = model
+        self.model: Any = model
         self.tokenizer = tokenizer
         self.name = name
         self.lock = threading.Lock()
+        self.adapters: dict[str, LoadedAdapter] = {}
+        self._active: str | None = None  # internal name of the adapter merged into the weights; None = base
+        self._loads = 0
         self.device = next(model.parameters()).device
         eos = tokenizer.eos_token
         self.stop_strings = tuple(s for s in (*STOP_STRINGS, eos) if s)
@@ -169,8 +179,89 @@ class LocalModel:
         rendered = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
         return self.tokenizer(rendered, add_special_tokens=False)["input_ids"]
 
-    def generate(self, prompt_ids: list[int], params: SamplingParams) -> Generation:
-        return Generation(self, prompt_ids, params)
+    def generate(self, prompt_ids: list[int], params: SamplingParams, model: str = "") -> Generation:
+        """A generation by the adapter ``model`` names, else by the serving one (named like the model)."""
+        adapter = model if model in self.adapters else self.name
+        return Generation(self, prompt_ids, params, adapter if adapter in self.adapters else None)
+
+    def served_names(self) -> list[str]:
+        """The model's name first, then every other loaded adapter (what ``/v1/models`` lists)."""
+        return [self.name, *sorted(a for a in self.adapters if a != self.name)]
+
+    def load_adapter(self, name: str, path: Path, *, replace: bool = False) -> None:
+        """Load the PEFT adapter in ``path`` as ``name``; with ``replace`` an adapter of that name is swapped
+        out (the next generation uses the new one). Raises :class:`AdapterError` when the name is taken (without
+        ``replace``) or the folder is not an adapter for this model; a failed load leaves every adapter as it was.
+        """
+        if not (path / "adapter_config.json").is_file():
+            raise AdapterError(f"{path} is not a PEFT adapter folder (no adapter_config.json)")
+        with self.lock:
+            if name in self.adapters and not replace:
+                raise AdapterError(f"The lora adapter '{name}' has already been loaded.")
+            self.activate(None)
+            self._loads += 1
+            internal = f"adapter{self._loads}"  # PEFT cannot rename: a replacement loads beside the old one
+            try:
+                self._peft_load(path, internal)
+            except (OSError, ValueError, RuntimeError, KeyError) as e:
+                if internal in getattr(self.model, "peft_config", {}):
+                    self.model.delete_adapter(internal)
+                raise AdapterError(f"cannot load the adapter in {path}: {e}") from e
+            if name in self.adapters:
+                self.model.delete_adapter(self.adapters[name].internal)
+            self.adapters[name] = LoadedAdapter(path, internal)
+            self.model.base_model.disable_adapter_layers()  # PEFT activates what it loads; generations choose
+        log.info("adapter %s loaded from %s", name, path)
+
+    def unload_adapter(self, name: str) -> None:
+        """Remove the adapter ``name``; :class:`AdapterError` when no such adapter is loaded."""
+        with self.lock:
+            if name not in self.adapters:
+                raise UnknownAdapter(f"The lora adapter '{name}' cannot be found.")
+            self.activate(None)
+            self.model.delete_adapter(self.adapters.pop(name).internal)
+            self.model.base_model.disable_adapter_layers()
+        log.info("adapter %s unloaded", name)
+
+    def activate(self, adapter: str | None) -> None:
+        """Merge ``adapter`` into the weights (None: the bare base model). Call with :attr:`lock` held.
+
+        Between generations no adapter is active unmerged: the merged one or none acts on the weights.
+        """
+        internal = self.adapters[adapter].internal if adapter is not None else None
+        if internal == self._active:
+            return
+        if self._active is not None:
+            self.model.base_model.unmerge_adapter()
+            self.model.base_model.disable_adapter_layers()
+            self._active = None
+        if internal is not None:
+            self.model.base_model.enable_adapter_layers()
+            self.model.set_adapter(internal)
+            self.model.base_model.merge_adapter([internal])
+            self._active = internal
+
+    def _peft_load(self, path: Path, adapter_name: str) -> None:
+        from peft import PeftModel
+
+        if isinstance(self.model, PeftModel):
+            self.model.load_adapter(str(path), adapter_name=adapter_name)
+        else:
+            self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=adapter_name).eval()
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedAdapter:
+    path: Path  # the folder it was loaded from
+    internal: str  # its name inside the PEFT model
+
+
+class AdapterError(ValueError):
+    """An adapter cannot be loaded or unloaded as asked (the model keeps the adapters it had)."""
+
+
+class UnknownAdapter(AdapterError):
+    """No adapter of that name is loaded."""
 
 
 def _single_token_ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[int]:
@@ -184,7 +275,7 @@ def _single_token_ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) 
 
 
 def load_local_model(model_path: Path, adapter_path: Path | None = None, *, name: str) -> LocalModel:
-    """Load a HF folder or a ``.gguf`` file, plus an optional PEFT LoRA adapter folder (merged for speed)."""
+    """Load a HF folder or a ``.gguf`` file, plus an optional PEFT LoRA adapter folder served as ``name``."""
     started = time.perf_counter()
     if model_path.is_file() and model_path.suffix == ".gguf":
         tokenizer, model = _load_gguf(model_path)
@@ -195,14 +286,14 @@ def load_local_model(model_path: Path, adapter_path: Path | None = None, *, name
         raise FileNotFoundError(f"no model at {model_path} (expected a Hugging Face folder or a .gguf file)")
     if tokenizer.chat_template is None:
         tokenizer.chat_template = CHAT_TEMPLATE
-    if adapter_path is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(adapter_path)).merge_and_unload()
-        log.info("loaded LoRA adapter from %s", adapter_path)
     model.eval()
+    local = LocalModel(model, tokenizer, name=name)
+    if adapter_path is not None:
+        local.load_adapter(name, adapter_path)
+        with local.lock:
+            local.activate(name)  # merged now: the first answer does not pay for it
     log.info("loaded local model %s from %s in %.1f s", name, model_path, time.perf_counter() - started)
-    return LocalModel(model, tokenizer, name=name)
+    return local
 
 
 def dequantized_cache(gguf_path: Path) -> Path:

@@ -3,6 +3,11 @@
 Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/chat/completions`` (JSON or Server-Sent Events with
 ``stream: true``; ``usage`` and ``finish_reason`` as OpenAI reports them). Binds 127.0.0.1 unless told otherwise.
 
+Adapters are managed at run time with vLLM's own endpoints, so promotion speaks one protocol to both servers:
+``POST /v1/load_lora_adapter`` (``lora_name``, ``lora_path``, ``load_inplace``) and ``POST /v1/unload_lora_adapter``
+(``lora_name``). They answer only clients on the loopback interface, whatever address the server binds. A request
+naming a loaded adapter as its ``model`` is answered by it; any other name by the adapter named like the server.
+
     python -m bot.local_llm.server --port 8765 [--model PATH] [--adapter DIR | --no-adapter] [--served-model-name N]
 """
 
@@ -11,9 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +29,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from bot.local_llm.model import Generation, LocalModel, SamplingParams
+from bot.local_llm.model import AdapterError, Generation, LocalModel, SamplingParams, UnknownAdapter
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGES = 200
 DEFAULT_MAX_TOKENS = 256
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
+ADAPTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class BadRequest(ValueError):
@@ -133,8 +141,8 @@ def create_app(model: LocalModel) -> Starlette:
         return JSONResponse({"status": "ok", "model": model.name})
 
     async def models(request: Request) -> Response:
-        card = {"id": model.name, "object": "model", "created": 0, "owned_by": "lorebot"}
-        return JSONResponse({"object": "list", "data": [card]})
+        cards = [{"id": name, "object": "model", "created": 0, "owned_by": "lorebot"} for name in model.served_names()]
+        return JSONResponse({"object": "list", "data": cards})
 
     async def chat_completions(request: Request) -> Response:
         try:
@@ -148,7 +156,7 @@ def create_app(model: LocalModel) -> Starlette:
             return _error(400, str(e))
         if model.context_tokens and len(prompt_ids) + params.max_tokens > model.context_tokens:
             return _error(400, f"prompt of {len(prompt_ids)} tokens + max_tokens exceeds {model.context_tokens}")
-        generation = model.generate(prompt_ids, params)
+        generation = model.generate(prompt_ids, params, str(body.get("model") or ""))
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         if stream:
             return StreamingResponse(
@@ -181,8 +189,50 @@ def create_app(model: LocalModel) -> Starlette:
             Route("/health", health),
             Route("/v1/models", models),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/load_lora_adapter", _admin(model, _load_adapter), methods=["POST"]),
+            Route("/v1/unload_lora_adapter", _admin(model, _unload_adapter), methods=["POST"]),
         ]
     )
+
+
+AdminHandler = Callable[[LocalModel, dict[str, Any]], Awaitable[str]]
+
+
+def _admin(model: LocalModel, handler: AdminHandler) -> Callable[[Request], Awaitable[Response]]:
+    """An adapter-management endpoint: loopback clients only, a JSON object with a valid ``lora_name``,
+    errors as vLLM words them (400 bad request, 404 unknown adapter), success as vLLM's plain-text line."""
+
+    async def endpoint(request: Request) -> Response:
+        if request.client is None or request.client.host not in LOOPBACK:
+            return _error(403, "adapters are managed from this host only", "forbidden")
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, "the body is not valid JSON")
+        if not isinstance(body, dict) or not ADAPTER_NAME.match(str(body.get("lora_name") or "")):
+            return _error(400, "lora_name must be 1-64 letters, digits, '.', '_' or '-'")
+        try:
+            return Response(await handler(model, body), media_type="text/plain")
+        except UnknownAdapter as e:
+            return _error(404, str(e), "NotFoundError")
+        except AdapterError as e:
+            return _error(400, str(e), "InvalidUserInput")
+
+    return endpoint
+
+
+async def _load_adapter(model: LocalModel, body: dict[str, Any]) -> str:
+    name, path = body["lora_name"], body.get("lora_path")
+    if not isinstance(path, str) or not path:
+        raise AdapterError("lora_path must name an adapter folder")
+    await run_in_threadpool(model.load_adapter, name, Path(path), replace=bool(body.get("load_inplace", False)))
+    return f"Success: LoRA adapter '{name}' added successfully."
+
+
+async def _unload_adapter(model: LocalModel, body: dict[str, Any]) -> str:
+    name = body["lora_name"]
+    await run_in_threadpool(model.unload_adapter, name)
+    return f"Success: LoRA adapter '{name}' removed successfully."
 
 
 def serve(

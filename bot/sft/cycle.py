@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -251,7 +252,7 @@ async def _evaluate(run: CycleRun, cycle: CycleRow, directory: Path) -> None:
         scores[target.label] = {"loop": loop[target.label]}
         if regression_set:
             scores[target.label]["regression"] = await replay(url, target.model, regression_set, run.config.eval)
-    evaluation = {**scores, "compared_with": serving.name if serving else "base"}
+    evaluation = _without_nan({**scores, "compared_with": serving.name if serving else "base"})
     _write_json(directory / EVALUATION_FILE, evaluation)
     await registry_store.set_metrics(run.pool, candidate.name, evaluation)
     await store.set_stage(run.pool, cycle.id, "evaluated")
@@ -302,6 +303,13 @@ def _timed(timings: dict[str, float], stage: str, directory: Path) -> Iterator[N
     finally:
         timings[stage] = round(timings.get(stage, 0.0) + time.perf_counter() - started, 1)
         _write_json(directory / TIMINGS_FILE, timings)
+
+
+def _without_nan(value: Any) -> Any:
+    """NaN (a score with no questions behind it) as null: JSON and Postgres have no NaN."""
+    if isinstance(value, dict):
+        return {k: _without_nan(v) for k, v in value.items()}
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _write_json(path: Path, value: Any) -> None:

@@ -60,7 +60,7 @@ def decide(current: dict[str, Scores], candidate: dict[str, Scores], config: Cyc
             theirs = candidate[suite].get(lang, {})
             count = int(scores.get("questions", scores.get("answerable", 0) + scores.get("unanswerable", 0)))
             for metric in config.metrics:
-                before, after = scores.get(metric, math.nan), theirs.get(metric, math.nan)
+                before, after = _score(scores, metric), _score(theirs, metric)
                 if math.isnan(before) or math.isnan(after):
                     continue
                 gain = points(metric, after) - points(metric, before)
@@ -74,6 +74,12 @@ def decide(current: dict[str, Scores], candidate: dict[str, Scores], config: Cyc
                 )  # fmt: skip
     reasons = _reasons(rows, config)
     return Decision(not reasons, tuple(reasons), tuple(rows))
+
+
+def _score(scores: dict[str, float], metric: str) -> float:
+    """The metric, NaN when absent or null (no questions behind it)."""
+    value = scores.get(metric)
+    return math.nan if value is None else float(value)
 
 
 def _reasons(rows: list[Row], config: CycleConfig) -> list[str]:
