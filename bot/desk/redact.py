@@ -11,8 +11,8 @@ EMAIL_MARK = "[email]"
 PHONE_MARK = "[phone]"
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
-PHONE = re.compile(
-    r"(?<![\w.])(?:\+|00)?(?:\(?\d{1,4}\)?[\s.\-‑–]?)?(?:\(?\d{2,4}\)?[\s.\-‑–]?)?\d{3,4}[\s.\-‑–]?\d{3,4}(?![\w.]*\d)"
+PHONE = re.compile(  # not inside a longer word or number (Chinese text around a number is fine)
+    r"(?<![\dA-Za-z_.])(?:\+|00)?(?:\(?\d{1,4}\)?[\s.\-‑–]?)?(?:\(?\d{2,4}\)?[\s.\-‑–]?)?\d{3,4}[\s.\-‑–]?\d{3,4}(?![\d])"
 )
 MIN_PHONE_DIGITS = 7
 """Fewer digits are dates, times, amounts or ids, not phone numbers."""
