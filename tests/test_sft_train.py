@@ -11,7 +11,15 @@ import pytest
 
 from bot.local_llm.chat_template import CHAT_TEMPLATE
 from bot.sft.config import TrainConfig
-from bot.sft.train import SUMMARY_FILE, build_trainer, latest_checkpoint, supervised_loss, train
+from bot.sft.train import (
+    SUMMARY_FILE,
+    build_trainer,
+    latest_checkpoint,
+    model_inputs,
+    skip_non_finite_steps,
+    supervised_loss,
+    train,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -47,12 +55,71 @@ def test_supervised_logits_loss_equals_the_full_loss(tiny_model_dir: Path) -> No
     assert supervised_loss(model, inputs).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_a_right_padded_batch_scores_each_example_as_if_alone(tiny_model_dir: Path) -> None:
+    """The padding mask is dropped for right padding (see model_inputs); the real tokens' loss must not change,
+    also where the padding runs past the sliding window (64 in the tiny model)."""
+    from bot.sft.modeling import load_model
+
+    model = load_model(str(tiny_model_dir))
+    torch.manual_seed(2)
+    short, long = torch.randint(10, 500, (1, 12)), torch.randint(10, 500, (1, 150))
+    input_ids = torch.cat([torch.cat([short, torch.zeros(1, 138, dtype=torch.long)], dim=1), long])
+    mask = (torch.arange(150) < torch.tensor([[12], [150]])).long()
+    labels = input_ids.masked_fill(mask == 0, -100)
+    labels[:, :6] = -100
+    batch = supervised_loss(model, {"input_ids": input_ids, "attention_mask": mask, "labels": labels})
+    summed, scored = 0.0, 0
+    for ids in (short, long):
+        alone = ids.clone()
+        alone[:, :6] = -100
+        count = ids.shape[1] - 6
+        summed += supervised_loss(model, {"input_ids": ids, "labels": alone}).item() * count
+        scored += count
+    assert batch.item() == pytest.approx(summed / scored, rel=1e-5)
+
+
+def test_the_padding_mask_is_kept_unless_the_padding_is_on_the_right() -> None:
+    ids = torch.ones(2, 4, dtype=torch.long)
+    right = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    left = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    assert "attention_mask" not in model_inputs({"input_ids": ids, "attention_mask": right, "labels": ids})
+    assert model_inputs({"input_ids": ids, "attention_mask": left, "labels": ids})["attention_mask"] is left
+
+
+def test_a_batch_with_nothing_supervised_has_zero_loss(tiny_model_dir: Path) -> None:
+    from bot.sft.modeling import load_model
+
+    model = load_model(str(tiny_model_dir))
+    input_ids = torch.randint(10, 500, (2, 16))
+    labels = torch.full_like(input_ids, -100)
+    loss = supervised_loss(model, {"input_ids": input_ids, "labels": labels})
+    loss.backward()
+    assert loss.item() == 0.0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_a_step_with_non_finite_gradients_is_skipped() -> None:
+    model = torch.nn.Linear(3, 2)
+    callback = skip_non_finite_steps()
+    model.weight.grad, model.bias.grad = torch.ones(2, 3), torch.ones(2)
+    callback.on_pre_optimizer_step(None, _State(), None, model=model)
+    assert model.weight.grad is not None and callback.skipped == 0
+    model.weight.grad[0, 1] = float("nan")
+    callback.on_pre_optimizer_step(None, _State(), None, model=model)
+    assert model.weight.grad is None and model.bias.grad is None and callback.skipped == 1
+
+
+class _State:
+    global_step = 7
+
+
 def test_training_lowers_the_loss_and_writes_a_summary(tiny_adapter: Path, tiny_train_config: TrainConfig) -> None:
     summary = json.loads((tiny_train_config.output_dir / SUMMARY_FILE).read_text())
     losses = [loss for _, loss in summary["loss_curve"]]
     assert summary["steps"] == 24 and len(losses) == 24
     assert sum(losses[-4:]) / 4 < 0.8 * sum(losses[:4]) / 4
     assert summary["tokens_per_second"] > 0 and summary["hardware"]["device"] == "cpu"
+    assert summary["skipped_steps"] == 0
     config = json.loads((tiny_adapter / "adapter_config.json").read_text())
     assert config["r"] == 8
     assert (tiny_adapter / "adapter_model.safetensors").stat().st_size > 0

@@ -26,21 +26,36 @@ _MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
 
 
 def supervised_loss(model: Any, inputs: dict, num_items_in_batch: Any = None) -> Any:
-    """Next-token cross-entropy over positions whose label is not -100, projecting only those hidden states."""
+    """Next-token cross-entropy over positions whose label is not -100, projecting only those hidden states.
+
+    A batch with nothing supervised (a reply cut off by ``max_seq_len``) gives a zero loss, not 0/0 = NaN.
+    """
     import torch.nn.functional as F
 
     targets = inputs["labels"][:, 1:]
     positions = (targets != -100).any(dim=0).nonzero().squeeze(-1)
-    outputs = model(
-        **{k: v for k, v in inputs.items() if k in _MODEL_INPUTS}, logits_to_keep=positions, use_cache=False
-    )
+    outputs = model(**model_inputs(inputs), logits_to_keep=positions, use_cache=False)
     logits = outputs.logits.float()
     chosen = targets[:, positions]
     total = F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), chosen.reshape(-1), ignore_index=-100, reduction="sum"
     )
     count = num_items_in_batch if num_items_in_batch is not None else (chosen != -100).sum()
-    return total / count
+    return total / count if count else total * 0.0
+
+
+def model_inputs(inputs: dict) -> dict:
+    """The inputs the model takes, without the padding mask when the padding is on the right.
+
+    Right padding comes after every real token, so the causal mask alone already hides it from them; with the
+    padding mask, a padded position further than Gemma's sliding window from the last real token attends to
+    nothing, and one NaN row there still poisons the weight gradients (NaN × 0 = NaN).
+    """
+    kept = {k: v for k, v in inputs.items() if k in _MODEL_INPUTS}
+    mask = kept.get("attention_mask")
+    if mask is not None and bool((mask[:, 1:] <= mask[:, :-1]).all()):
+        del kept["attention_mask"]
+    return kept
 
 
 def _trainer_class() -> type:
@@ -52,6 +67,28 @@ def _trainer_class() -> type:
             return (loss, None) if return_outputs else loss
 
     return SupervisedLogitsTrainer
+
+
+def skip_non_finite_steps() -> Any:
+    """A callback that drops an optimizer step whose gradients hold NaN or inf: one bad batch then costs one step,
+    not the run (torch optimizers leave a parameter whose ``grad`` is None untouched, moments included)."""
+    import torch
+    from transformers import TrainerCallback
+
+    class SkipNonFiniteSteps(TrainerCallback):
+        def __init__(self) -> None:
+            self.skipped = 0
+
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            trainable = [p for p in model.parameters() if p.grad is not None]
+            norms = torch.stack([torch.linalg.vector_norm(p.grad.float()) for p in trainable]) if trainable else None
+            if norms is not None and not bool(torch.isfinite(norms).all()):
+                for parameter in trainable:
+                    parameter.grad = None
+                self.skipped += 1
+                log.warning("step %d: non-finite gradients, optimizer step skipped", state.global_step + 1)
+
+    return SkipNonFiniteSteps()
 
 
 def load_split(dataset_dir: Path, name: str, limit: int = 0) -> Any:
@@ -131,6 +168,7 @@ def build_trainer(config: TrainConfig) -> Any:
     log.info("training %d examples on %s (%s)", len(train_set), device, dtype)
     return _trainer_class()(
         model=model,
+        callbacks=[skip_non_finite_steps()],
         args=args,
         train_dataset=train_set,
         eval_dataset=eval_set,
@@ -213,5 +251,6 @@ def _summary(
         "input_tokens_seen": tokens,
         "tokens_per_second": _tokens_per_second(trainer, result, tokens_before),
         "final_train_loss": result.training_loss,
+        "skipped_steps": sum(getattr(callback, "skipped", 0) for callback in trainer.callback_handler.callbacks),
         "loss_curve": losses,
     }
