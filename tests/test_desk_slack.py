@@ -77,6 +77,23 @@ async def test_a_question_in_a_questions_channel_is_answered_without_a_mention_a
     assert len(slack_bot.llm.chat_requests) == 1
 
 
+async def test_threads_mode_ignores_new_mentions_and_questions_channels_ignore_shared_files(
+    slack_bot: SlackBot,
+) -> None:
+    assert "mode `threads`" in await _kb(slack_bot, "desk mode threads")
+    await slack_bot.slack.send_event(slack_bot.slack.mention("When is the clinic open?", user=USER, channel=CHANNEL))
+    await slack_bot.idle()
+    assert "mode `questions`" in await _kb(slack_bot, "desk mode questions")
+    shared = slack_bot.slack.add_file("notes.txt", b"How do I reset my password?")
+    event = slack_bot.slack.message(
+        "How do I reset my password?", user=USER, channel=CHANNEL, subtype="file_share", files=[{"id": shared.id}]
+    )
+    await slack_bot.slack.send_event(event)
+    await slack_bot.idle()
+    assert _posts_in(slack_bot, CHANNEL) == [] and slack_bot.slack.downloads == []
+    assert slack_bot.llm.chat_requests == []
+
+
 async def test_thumbs_down_hands_over_with_a_link_and_a_group_mention_and_tells_the_asker(slack_bot: SlackBot) -> None:
     await slack_bot.seed(HOURS, "Clinic hours")
     await _desk(slack_bot)

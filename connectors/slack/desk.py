@@ -75,8 +75,10 @@ async def channel_wants_answer(deps: Deps, event: dict[str, Any], team: str, bot
     """Whether a channel message gets an answer under the channel's mode (``mention`` / ``questions`` /
     ``threads``); mentions come as ``app_mention`` events and are judged with ``mentioned=True``."""
     channel = event["channel"]
-    policy = await deps.service.desk.policy(Platform.SLACK.value, team, channel)
     body, mentioned = readable(event.get("text") or "", bot_user_id)
+    if event.get("files") and not mentioned:
+        return False  # a file shared in a channel is not a question, nor a document for the bot
+    policy = await deps.service.desk.policy(Platform.SLACK.value, team, channel)
     thread = event.get("thread_ts")
     in_bot_thread = bool(thread) and await deps.service.knows_conversation(
         ConversationKey(Platform.SLACK.value, team, channel, thread)
