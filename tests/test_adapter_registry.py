@@ -225,3 +225,27 @@ async def _register_sync(database_url: str, tmp_path: Path, name: str, metrics: 
         await _register(pool, tmp_path, name, metrics=metrics)
     finally:
         await pool.close()
+
+
+def test_register_then_reload_the_serving_adapter_after_a_server_restart(
+    vllm: FakeVLLM, database_url: str, tmp_path: Path, tiny_lora_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LLM_BASE_URL", vllm.base_url)
+    monkeypatch.setenv("LLM_MODEL", "lorebot")
+    nothing = runner.invoke(sft_app, ["promote"])
+    assert nothing.exit_code == 0 and "no adapter is serving yet" in nothing.output and vllm.calls == []
+
+    add = ["register", str(tiny_lora_dir), "--name", "first", "--base-model", "Qwen/Qwen3-4B-Instruct-2507"]
+    assert runner.invoke(sft_app, add).output.strip() == "registered first"
+    assert "already registered" in runner.invoke(sft_app, add).output
+    assert runner.invoke(sft_app, ["promote", "first"]).exit_code == 0
+    vllm.loras.clear()  # vLLM restarted: runtime adapters are gone
+
+    again = runner.invoke(sft_app, ["promote"])
+
+    assert again.exit_code == 0 and again.output.strip() == "first serves (before: first)"
+    assert vllm.loras == {"lorebot": str(tiny_lora_dir.resolve())}
+    not_adapter = runner.invoke(sft_app, ["register", str(tmp_path), "--name", "x", "--base-model", "m"])
+    assert not_adapter.exit_code == 1 and "is not a PEFT adapter folder" in not_adapter.output

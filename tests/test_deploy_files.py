@@ -116,14 +116,15 @@ def test_a_cpu_only_host_runs_without_any_profiled_service(services) -> None:
             assert dependency in always_on or condition.get("required") is False, (name, dependency)
 
 
-def test_vllm_serves_the_sft_adapter_read_only_on_a_gpu(services) -> None:
+def test_vllm_serves_the_promoted_sft_adapter_on_a_gpu(services) -> None:
     vllm = services["vllm"]
     command = vllm["command"]
-    assert "--enable-lora" in command
-    assert command[command.index("--lora-modules") + 1] == "lorebot=/adapters/lorebot-gemma3-270m"
+    assert "--enable-lora" in command and "--lora-modules" not in command  # loaded at run time (issue 15)
+    assert vllm["environment"]["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
     assert any(re.fullmatch(r"--max-lora-rank=\$\{LORA_RANK:-\d+\}", arg) for arg in command)
-    assert "--model=${VLLM_BASE_MODEL:-google/gemma-3-270m}" in command
-    assert any(v.endswith(":/adapters/lorebot-gemma3-270m:ro") for v in vllm["volumes"])
+    assert "--model=${VLLM_BASE_MODEL:-Qwen/Qwen3-4B-Instruct-2507}" in command
+    assert "lorebot-data:/data:ro" in vllm["volumes"]
+    assert services["lora-sync"]["command"] == ["sft", "promote"]
     assert default_of(services["slack"]["environment"]["LLM_MODEL"]) == "lorebot"
     assert default_of(services["slack"]["environment"]["LLM_BASE_URL"]) == "http://vllm:8000/v1"
     (device,) = vllm["deploy"]["resources"]["reservations"]["devices"]

@@ -52,3 +52,15 @@ def test_a_cycle_with_no_new_feedback_does_nothing(
     assert not (tmp_path / "runs").exists()
     status = runner.invoke(sft_app, ["status"])
     assert "no adapters registered yet" in status.output
+
+
+def test_the_production_config_is_qlora_on_qwen3_within_the_rank_vllm_allows() -> None:
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    config = load_config(root / "configs" / "sft-qwen3-4b.toml")
+    assert config.train.base_model.endswith("Qwen3-4B-Instruct-2507") and config.train.qlora
+    assert config.train.device == "cuda" and config.cycle.train_from == "serving"
+    compose = (root / "docker-compose.yml").read_text()
+    assert "--model=${VLLM_BASE_MODEL:-Qwen/Qwen3-4B-Instruct-2507}" in compose
+    assert config.train.lora.r <= int(re.search(r"LORA_RANK:-(\d+)", compose)[1])

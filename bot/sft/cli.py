@@ -20,6 +20,7 @@ import typer
 
 from bot.errors import LorebotError
 from bot.settings import Settings
+from bot.sft.errors import SFTError
 
 sft_app = typer.Typer(no_args_is_help=True, help="Build SFT datasets, train, evaluate and export LoRA adapters.")
 
@@ -247,19 +248,63 @@ def _print_registry(rows: list[Any]) -> None:
 
 
 @sft_app.command()
-def promote(name: Annotated[str, typer.Argument(help="Adapter name from `lorebot sft status`")]) -> None:
-    """Serve adapter NAME from the next question on: the running model server loads it, then the registry records
-    who promoted it and when. Bypasses the gate: use it to re-apply or to override a decision."""
-    from bot.sft.registry import promote as run_promote
-    from bot.sft.registry import serving_target
+def register(
+    adapter: Annotated[Path, typer.Argument(help="PEFT adapter folder", exists=True, file_okay=False)],
+    name: Annotated[str, typer.Option(help="Registry name (letters, digits, '.', '_', '-')")],
+    base_model: Annotated[str, typer.Option(help="The base model it was trained on")],
+) -> None:
+    """Add an adapter trained outside a cycle (e.g. the first one) to the registry as a candidate."""
+    from bot.storage import adapters as store
 
     settings = _settings()
     try:
-        change = asyncio.run(
-            _with_pool(settings, lambda pool: run_promote(pool, name, _actor(), serving_target(settings)))
-        )
+        if not (adapter / "adapter_config.json").is_file():
+            raise SFTError(f"{adapter} is not a PEFT adapter folder (no adapter_config.json)")
+        added = asyncio.run(
+            _with_pool(
+                settings,
+                lambda pool: store.register(
+                    pool, name=name, base_model=base_model, path=str(adapter.resolve()), parent=None,
+                    dataset_hash="", dataset_size=0, train_config={}, actor=_actor(),
+                ),
+            )
+        )  # fmt: skip
     except LorebotError as e:
         raise _fail(e) from e
+    typer.echo(f"registered {name}" if added else f"{name} is already registered (nothing changed)")
+
+
+@sft_app.command()
+def promote(
+    name: Annotated[
+        str | None, typer.Argument(help="Adapter name from `lorebot sft status`; none: the serving one")
+    ] = None,
+) -> None:
+    """Serve adapter NAME from the next question on: the running model server loads it, then the registry records
+    who promoted it and when. Bypasses the gate (to override a decision). Without NAME, loads the serving adapter
+    again (a restarted vLLM forgets runtime adapters)."""
+    from bot.sft.registry import promote as run_promote
+    from bot.sft.registry import serving_target
+    from bot.storage import adapters as store
+
+    settings = _settings()
+
+    async def work(pool: Any) -> Any:
+        chosen = name
+        if chosen is None:
+            serving = await store.serving(pool)
+            if serving is None:
+                return None
+            chosen = serving.name
+        return await run_promote(pool, chosen, _actor(), serving_target(settings))
+
+    try:
+        change = asyncio.run(_with_pool(settings, work))
+    except LorebotError as e:
+        raise _fail(e) from e
+    if change is None:
+        typer.echo("no adapter is serving yet: nothing to load (`lorebot sft register` + `lorebot sft promote NAME`)")
+        return
     before = change.previous.name if change.previous else "the base model"
     typer.echo(f"{change.current.name} serves (before: {before})")
 
