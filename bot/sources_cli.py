@@ -17,13 +17,15 @@ from bot.cli import JsonOption, _print_json, console, err_console, load_settings
 from bot.sources.model import Source, SourceOptions, SyncReport, format_every
 
 DEFAULTS = SourceOptions()
-sources_app = typer.Typer(help="Connected sources kept in sync: web, sitemap, folder, git.", no_args_is_help=True)
+sources_app = typer.Typer(
+    help="Connected sources kept in sync: web, sitemap, folder, git, confluence.", no_args_is_help=True
+)
 
 
 @sources_app.command("add")
 def add(
-    kind: Annotated[str, typer.Argument(help="web | sitemap | folder | git")],
-    target: Annotated[str, typer.Argument(help="Start URL, sitemap URL, folder path, or repository URL or path")],
+    kind: Annotated[str, typer.Argument(help="web | sitemap | folder | git | confluence")],
+    target: Annotated[str, typer.Argument(help="Start URL, sitemap URL, folder, repository URL or path, wiki URL")],
     scope: Annotated[str | None, typer.Option("--scope", "-s", help="Knowledge scope")] = None,
     every: Annotated[str | None, typer.Option(help="Re-sync schedule such as 30m, 6h, 1d (default: manual)")] = None,
     glob: Annotated[str, typer.Option(help="folder/git: files to take, ** crosses folders")] = "",
@@ -31,13 +33,17 @@ def add(
     max_pages: Annotated[int, typer.Option(help="Most documents read per sync")] = DEFAULTS.max_pages,
     rate: Annotated[float, typer.Option(help="web/sitemap: requests per second per host")] = DEFAULTS.per_host_per_s,
     ref: Annotated[str, typer.Option(help="git: branch or tag to follow")] = DEFAULTS.ref,
+    space: Annotated[str, typer.Option(help="confluence: the space key")] = "",
+    token_env: Annotated[str, typer.Option(help="confluence: SOURCE_* variable holding the API token")] = "",
     as_json: JsonOption = False,
 ) -> None:
     """Add a source (it syncs on `lorebot sources sync ID` or, when scheduled, in `lorebot serve`)."""
     from bot.runtime import running_service
 
     settings = load_settings()
-    options = SourceOptions(glob=glob, depth=depth, max_pages=max_pages, per_host_per_s=rate, ref=ref)
+    options = SourceOptions(
+        glob=glob, depth=depth, max_pages=max_pages, per_host_per_s=rate, ref=ref, space=space, token_env=token_env
+    )
 
     async def run() -> Source:
         async with running_service(settings, with_llm=False, embeds=False) as service:

@@ -312,3 +312,14 @@ def test_cli_adds_syncs_lists_and_removes_a_source(
 
     refused = runner.invoke(app, ["sources", "add", "git", "ext::sh -c id"])
     assert refused.exit_code == 1 and "only http(s) repository URLs" in refused.output
+
+
+async def test_an_emptied_folder_removes_nothing(manager: SourceManager, pool, tmp_path: Path) -> None:
+    docs = tmp_path / "mount"
+    write(docs / "hours.md", "# Hours\n\nOpen from nine to five.\n")
+    source = await manager.add(ADMIN, "folder", str(docs))
+    await manager.sync(ADMIN, source.id)
+    (docs / "hours.md").unlink()  # a network share that did not mount looks just like this
+    report = await manager.sync(ADMIN, source.id)
+    assert (report.status, report.removals_skipped, counts(report)["removed"]) == ("partial", True, 0)
+    assert "upstream listed nothing" in report.error and await titles(pool) == ["Hours"]

@@ -10,8 +10,8 @@
 - Redirects are followed by hand, at most ``fetch_max_redirects`` times, and every hop is checked again.
 - One deadline (``fetch_timeout_s``) covers resolving, connecting, redirects and the whole body; the body is
   streamed and cut off at ``max_document_bytes`` (refused before reading when ``Content-Length`` says so).
-- Only text, HTML, Markdown, PDF, XML (sitemaps) and ``application/octet-stream`` (sniffed later by the loader)
-  are accepted.
+- Only text, HTML, Markdown, PDF, XML (sitemaps), JSON (APIs of sources) and ``application/octet-stream`` (sniffed
+  later by the loader) are accepted.
 - URLs with credentials (``https://user:password@host/``), typed or in a redirect, are refused before any
   request: the URL is the document's source, stored, listed, cited and audited, so its secret would be too.
   Messages show such URLs through :func:`redact_credentials`.
@@ -24,13 +24,17 @@ whatever the settings say.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import re
 import socket
+import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+import certifi
 import httpx
 
 from bot.errors import IngestError, UnsafeURLError
@@ -50,7 +54,15 @@ METADATA_ADDRESSES = frozenset(
     for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "192.0.0.192", "fd00:ec2::254")
 )
 ALLOWED_CONTENT_TYPES = frozenset(
-    {"application/pdf", "application/x-pdf", "application/xhtml+xml", "application/xml", "application/octet-stream", ""}
+    {
+        "application/pdf",
+        "application/x-pdf",
+        "application/xhtml+xml",
+        "application/xml",
+        "application/json",
+        "application/octet-stream",
+        "",
+    }
 )
 USER_AGENT = "Lorebot/0.1 (+document ingestion)"
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")
@@ -65,13 +77,14 @@ class Fetched:
     final_url: str
 
 
-async def fetch_url(url: str, settings: Settings) -> Fetched:
+async def fetch_url(url: str, settings: Settings, *, headers: Mapping[str, str] | None = None) -> Fetched:
     """Download ``url`` safely; raises :class:`UnsafeURLError` for refused targets, :class:`IngestError` for
-    timeouts (``fetch_timeout_s`` in total), oversize bodies, HTTP errors and unsupported content types."""
+    timeouts (``fetch_timeout_s`` in total), oversize bodies, HTTP errors and unsupported content types.
+    ``headers`` (an API's ``Authorization``) go only to ``url``'s own origin, never across a redirect to another."""
     started = time.perf_counter()
     try:
         async with asyncio.timeout(settings.fetch_timeout_s):
-            fetched = await _fetch(url, settings)
+            fetched = await _fetch(url, settings, headers or {})
     except TimeoutError as e:
         what = redact_credentials(url)
         raise IngestError(f"fetching {what} took longer than {settings.fetch_timeout_s:g} s; gave up") from e
@@ -85,16 +98,21 @@ async def fetch_url(url: str, settings: Settings) -> Fetched:
     return fetched
 
 
-async def _fetch(url: str, settings: Settings) -> Fetched:
-    current = _parse(url)
+async def _fetch(url: str, settings: Settings, headers: Mapping[str, str]) -> Fetched:
+    current = start = _parse(url)
     timeout = httpx.Timeout(settings.fetch_timeout_s)
-    async with httpx.AsyncClient(timeout=timeout, trust_env=False, headers={"User-Agent": USER_AGENT}) as client:
+    async with httpx.AsyncClient(
+        timeout=timeout, trust_env=False, headers={"User-Agent": USER_AGENT}, verify=_tls_context()
+    ) as client:
         for _ in range(settings.fetch_max_redirects + 1):
             address = await check_url(current, settings)
             request = client.build_request(
                 "GET",
                 current.copy_with(host=str(address)),
-                headers={"Host": current.netloc.decode("ascii")},
+                headers={
+                    "Host": current.netloc.decode("ascii"),
+                    **(headers if (current.scheme, current.netloc) == (start.scheme, start.netloc) else {}),
+                },
                 extensions={"sni_hostname": current.host} if current.scheme == "https" else {},
             )
             try:
@@ -115,6 +133,12 @@ async def _fetch(url: str, settings: Settings) -> Fetched:
             finally:
                 await response.aclose()
     raise IngestError(f"{url} redirected more than {settings.fetch_max_redirects} times (FETCH_MAX_REDIRECTS)")
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The CA bundle, loaded once: httpx builds a context per client otherwise (~30 ms, a crawl's main cost)."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def redact_credentials(text: str) -> str:

@@ -21,6 +21,8 @@ def loader_for(source: Source, settings: Settings, known: Mapping[str, str]) -> 
         from bot.sources.sitemap import SitemapLoader as Loader
     elif source.kind is SourceKind.WEB:
         from bot.sources.web import WebLoader as Loader
-    else:
+    elif source.kind is SourceKind.GIT:
         from bot.sources.git import GitLoader as Loader
+    else:
+        from bot.sources.confluence import ConfluenceLoader as Loader
     return Loader(source, settings, known)

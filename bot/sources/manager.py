@@ -67,6 +67,8 @@ class SourceManager:
                 raise SourceError("local folders and repositories can only be added from the command line")
             every_s = parse_every(every)
             checked = (options or SourceOptions()).checked()
+            if source_kind is SourceKind.CONFLUENCE and not checked.space:
+                raise SourceError("a confluence source needs a space key (--space)")
             row = await store.insert_source(
                 self.pool,
                 kind=source_kind.value,
@@ -133,7 +135,7 @@ class SourceManager:
 
 
 def _checked_target(kind: SourceKind, target: str) -> str:
-    if kind in (SourceKind.WEB, SourceKind.SITEMAP):
+    if kind in (SourceKind.WEB, SourceKind.SITEMAP, SourceKind.CONFLUENCE):
         from bot.sources.web import site_start
 
         return str(site_start(target))

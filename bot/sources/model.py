@@ -7,7 +7,7 @@ text reaching a loader); credentials are never among them, only the name of an e
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -33,6 +33,7 @@ class SourceKind(StrEnum):
     SITEMAP = "sitemap"
     WEB = "web"
     GIT = "git"
+    CONFLUENCE = "confluence"
 
 
 LOCAL_KINDS = frozenset({SourceKind.FOLDER})
@@ -60,20 +61,20 @@ class SourceOptions:
     """``web`` and ``sitemap``: requests per second to one host."""
     ref: str = "HEAD"
     """``git``: the branch or tag to follow."""
+    space: str = ""
+    """``confluence``: the space key whose pages are synced."""
+    token_env: str = ""
+    """``confluence``: the environment variable holding the API token (``email:token`` for Confluence Cloud, a
+    personal access token otherwise). Only ``SOURCE_*`` names: a source must never make Lorebot send its own
+    secrets (``SLACK_BOT_TOKEN``, ``LLM_API_KEY``, …) to a server an admin chose."""
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "glob": self.glob,
-            "depth": self.depth,
-            "max_pages": self.max_pages,
-            "per_host_per_s": self.per_host_per_s,
-            "ref": self.ref,
-        }
+        return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SourceOptions:
-        known = {name: data[name] for name in ("glob", "depth", "max_pages", "per_host_per_s", "ref") if name in data}
-        return cls(**known).checked()
+        """Options as stored; names this version does not know are ignored."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data}).checked()
 
     def checked(self) -> SourceOptions:
         """This, if every option is in range; raises :class:`SourceError` otherwise."""
@@ -85,6 +86,10 @@ class SourceOptions:
             raise SourceError("glob must be at most 200 characters")
         if not re.fullmatch(r"[A-Za-z0-9._/-]{1,100}", self.ref) or self.ref.startswith("-") or ".." in self.ref:
             raise SourceError(f"ref {self.ref!r} is not a plain branch or tag name")
+        if not re.fullmatch(r"[A-Za-z0-9_~-]{0,255}", self.space):
+            raise SourceError(f"space {self.space!r} is not a Confluence space key")
+        if self.token_env and not re.fullmatch(r"SOURCE_[A-Z0-9_]{1,64}", self.token_env):
+            raise SourceError(f"token-env must name a SOURCE_* environment variable, not {self.token_env!r}")
         return self
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 
 import httpx
 
@@ -14,11 +15,13 @@ from bot.settings import Settings
 class PacedFetcher:
     """:func:`~bot.ingest.fetch.fetch_url` with a per-host minimum interval (``1 / per_host_per_s``).
 
-    The interval can only grow (``slow_down``), e.g. to a robots.txt ``Crawl-delay``.
+    The interval can only grow (``slow_down``), e.g. to a robots.txt ``Crawl-delay``. ``headers`` (an API's
+    ``Authorization``) go with every request, to the first URL's origin only (see :func:`fetch_url`).
     """
 
-    def __init__(self, settings: Settings, per_host_per_s: float) -> None:
+    def __init__(self, settings: Settings, per_host_per_s: float, headers: Mapping[str, str] | None = None) -> None:
         self.settings = settings
+        self.headers = headers or {}
         self.interval = 1.0 / per_host_per_s
         self._next_at: dict[str, float] = {}
 
@@ -27,7 +30,7 @@ class PacedFetcher:
 
     async def get(self, url: str) -> Fetched:
         await self._wait_turn(httpx.URL(url).netloc.decode("ascii", "replace"))
-        return await fetch_url(url, self.settings)
+        return await fetch_url(url, self.settings, headers=self.headers)
 
     async def _wait_turn(self, host: str) -> None:
         now = time.monotonic()

@@ -30,6 +30,9 @@ async def sync_due(manager: SourceManager) -> list[SyncReport]:
         except LorebotError as e:
             log.warning("scheduled sync of source=%d failed: %s", source_id, e)
             continue
+        except Exception:  # a bug in one kind must not stop the schedule of every other source
+            log.exception("scheduled sync of source=%d crashed", source_id)
+            continue
         if report is not None:
             reports.append(report)
     return reports

@@ -3,8 +3,8 @@
 Every document is replaced in its own transaction (:func:`bot.storage.documents.replace_document`), so a sync that
 stops half way leaves each document either old or new. The change marker is recorded only after its document is
 stored, so an interrupted sync re-reads rather than skips. Documents are removed only after a listing that was
-whole (:attr:`SourceLoader.complete`): a failed fetch, a failed listing or a truncated one never deletes. A failed
-listing raises from the loader; the sync is then recorded as failed with nothing removed.
+whole (:attr:`SourceLoader.complete`) and not empty: a failed fetch, a failed, truncated or empty listing never
+deletes. A failed listing raises from the loader; the sync is then recorded as failed with nothing removed.
 """
 
 from __future__ import annotations
@@ -96,8 +96,10 @@ class SourceSync:
             await self._record(report)
             return report
         gone = [uri for uri in stored if uri not in seen]
-        skipped = bool(gone) and not loader.complete
-        if gone and loader.complete:
+        if gone and not seen:  # an unmounted folder, a robots.txt turned hostile: emptiness is not an answer
+            loader.notes.append(f"upstream listed nothing; the {len(gone)} stored document(s) are kept")
+        skipped = bool(gone) and (not loader.complete or not seen)
+        if gone and not skipped:
             tally.counts["removed"] = await store.remove_items(self.pool, source.id, gone)
             for uri in gone if on_item else ():
                 on_item(uri, "removed")
