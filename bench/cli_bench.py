@@ -1,8 +1,9 @@
 """CLI start-up: wall time of short ``lorebot`` commands in new processes, on an existing data directory.
 
 A throwaway data directory gets the embedded Postgres, the schema and a handful of SQuAD paragraphs first
-(untimed); then each command runs ``--runs`` times. ``search`` must load the embedding model; the others must not,
-which the bench checks by asking Python whether torch was imported (``-X importtime``).
+(untimed); then each command runs ``--runs`` times. ``search`` must load the embedding model; the others (``doctor
+--no-llm`` included) must not, which the bench checks by asking Python whether torch was imported
+(``-X importtime``).
 
     .venv/bin/python bench/cli_bench.py [--runs 5]
 
@@ -31,6 +32,7 @@ COMMANDS = {
     "--help": ["--help"],
     "migrate": ["migrate"],
     "docs list": ["docs", "list"],
+    "doctor --no-llm": ["doctor", "--no-llm"],
     "search (cold)": ["search", "When did the 1973 oil crisis begin?"],
 }
 

