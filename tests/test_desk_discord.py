@@ -58,7 +58,8 @@ async def test_kb_report_shows_admins_the_figures_and_questions_in_embeds(
     assert (figures["Asked"], figures["Answered"], figures["Not found"]) == ("2", "1", "1")
     assert "Can I bring my dog? my mail is [email]" in embeds[1]["description"]
     assert "max@example.com" not in str(embeds)
-    assert "Parking (default): 1" in embeds[-1]["fields"][0]["value"]
+    assert "Parking (default): 1" in embeds[2]["fields"][0]["value"]
+    assert embeds[-1]["description"] == "default: 1 documents, 1 chunks"
 
     member_view = (await _report(world, world.fake.member)).body["embeds"]
     assert "dog" not in str(member_view)
@@ -93,7 +94,8 @@ def test_a_huge_hostile_report_still_fits_discords_limits() -> None:
         never_cited_total=10_000,
         shows_questions=True,
     )
-    embeds = [e.to_dict() for e in report_embeds(report)]
+    status = [{"scope": "s" * 64, "documents": 10**6, "chunks": 10**7, "sources": 3, "last_sync": None}] * 500
+    embeds = [e.to_dict() for e in report_embeds(report, status)]
     assert_within_discord_limits(embeds)
     assert "@everyone" not in str(embeds).replace("@\u200beveryone", "")
 

@@ -177,6 +177,11 @@ async def test_a_not_found_question_is_handed_over_and_a_saved_reply_answers_the
 async def test_app_home_shows_admins_the_report_and_others_only_the_status(slack_bot: SlackBot) -> None:
     await slack_bot.seed(HOURS, "Clinic hours")
     await slack_bot.service.ask(_question("Can I bring my dog? mail jo@example.com"))
+    await slack_bot.sql(
+        "WITH s AS (INSERT INTO scopes (name) VALUES ('web') RETURNING name) INSERT INTO sources"
+        " (kind, target, scope, created_by) SELECT 'web', 'https://docs.example.com/', name, 'slack:UADMIN' FROM s"
+        " RETURNING id"
+    )
     for user in (ADMIN, USER):
         event = {"type": "app_home_opened", "user": user, "channel": "DHOME", "tab": "home", "event_ts": "1.0"}
         await slack_bot.slack.send_event(event)
@@ -185,7 +190,8 @@ async def test_app_home_shows_admins_the_report_and_others_only_the_status(slack
         )
     views = {c.args["user_id"]: c.args["view"] for c in slack_bot.slack.calls_to("views.publish")}
     admin_view, user_view = _text(views[ADMIN]["blocks"]), _text(views[USER]["blocks"])
-    assert "`default`: 1 documents" in admin_view and "`default`: 1 documents" in user_view
+    assert "`default`: 1 documents, 1 chunks, last change" in admin_view and "`default`: 1 documents" in user_view
+    assert "`web`: 0 documents, 0 chunks; 1 connected sources, last sync never" in user_view
     assert "1 questions, 0 answered, 1 not found" in admin_view
     assert "Can I bring my dog? mail [email]" in admin_view and "jo@example.com" not in admin_view
     assert "questions" not in user_view

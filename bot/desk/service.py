@@ -270,5 +270,5 @@ class Desk:
         return Decoration(scope.footer, ask_person, language)
 
     async def kb_status(self) -> list[dict]:
-        """Per scope: documents, chunks, kinds of source and the last change (the App Home shows it)."""
+        """Per scope: documents, chunks, the last change, connected sources and their last sync (App Home)."""
         return await store.kb_status(self._pool)

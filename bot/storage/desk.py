@@ -303,9 +303,16 @@ LIMIT %(limit)s
 """
 
 KB_STATUS = """
-SELECT d.scope, count(*) AS documents, COALESCE(sum(d.chunk_count), 0)::bigint AS chunks,
-       count(DISTINCT split_part(d.source_uri, ':', 1)) AS source_kinds, max(d.updated_at) AS last_update
-FROM documents d GROUP BY d.scope ORDER BY d.scope
+SELECT scope, COALESCE(d.documents, 0) AS documents, COALESCE(d.chunks, 0) AS chunks, d.last_update,
+       COALESCE(src.sources, 0) AS sources, src.last_sync
+FROM (
+    SELECT scope, count(*) AS documents, sum(chunk_count)::bigint AS chunks, max(updated_at) AS last_update
+    FROM documents GROUP BY scope
+) AS d
+FULL JOIN (
+    SELECT scope, count(*) AS sources, max(last_sync_at) AS last_sync FROM sources GROUP BY scope
+) AS src USING (scope)
+ORDER BY scope
 """
 
 
@@ -336,7 +343,7 @@ async def report_rows(
 
 
 async def kb_status(pool: AsyncConnectionPool) -> list[dict[str, Any]]:
-    """Per scope: documents, chunks, kinds of source (upload, https, desk, ...) and the last change."""
+    """Per scope: documents, chunks and the last change; connected sources and their last sync."""
     try:
         async with pool.connection() as conn:
             cursor = conn.cursor(row_factory=dict_row)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import discord
 
 from bot.desk.report import Report
@@ -12,16 +14,18 @@ from connectors.discord.render import MAX_CONTENT_CHARS, MAX_EMBED_TITLE_CHARS, 
 MAX_EMBEDS = 10
 MAX_TOTAL_CHARS = 6000
 MAX_FIELD_VALUE_CHARS = 1024
-TOPICS_DESCRIPTION_CHARS = 3000
-"""The topics embed's share of the 6,000 characters; the figures and documents take the rest."""
+TOPICS_DESCRIPTION_CHARS = 2800
+STATUS_DESCRIPTION_CHARS = 600
+"""The topics' and the status's shares of the 6,000 characters; the figures and documents take the rest."""
 REPORT_COLOUR = 0xFEE75C
 HANDOVER_REASONS = {"not_found": "not found in the knowledge base", "thumbs_down": "answer rated 👎", "asked": "asked"}
 QUESTION_CHARS = 700
 ANSWER_CHARS = 500
 
 
-def report_embeds(report: Report) -> list[discord.Embed]:
-    """Figures, topics (question text only when ``report.shows_questions``) and documents cited most / never."""
+def report_embeds(report: Report, status: list[dict[str, Any]]) -> list[discord.Embed]:
+    """Figures, topics (question text only when ``report.shows_questions``), documents cited most / never, and
+    the knowledge base's status per scope."""
     rate = "–" if report.helpful_rate is None else f"{report.helpful_rate:.0%}"
     scope = f" · {report.scope}" if report.scope else ""
     figures = discord.Embed(
@@ -60,6 +64,15 @@ def report_embeds(report: Report) -> list[discord.Embed]:
         inline=False,
     )
     embeds.append(documents)
+    lines = []
+    for row in status:
+        line = f"{_escape(_truncate(row['scope'], 64))}: {row['documents']} documents, {row['chunks']} chunks"
+        if row["sources"]:
+            synced = "never" if row["last_sync"] is None else f"{row['last_sync']:%Y-%m-%d %H:%M} UTC"
+            line += f", {row['sources']} sources (last sync {synced})"
+        lines.append(line)
+    status_text = _fit_lines(lines, STATUS_DESCRIPTION_CHARS) or "No documents yet."
+    embeds.append(discord.Embed(title="Knowledge base", description=status_text, colour=REPORT_COLOUR))
     return embeds
 
 

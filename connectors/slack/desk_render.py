@@ -69,11 +69,13 @@ def _status_text(status: list[dict[str, Any]]) -> str:
         return "*Knowledge base:* empty. Admins add documents with `/kb add`."
     lines = ["*Knowledge base*"]
     for row in status:
-        last = row["last_update"].strftime("%Y-%m-%d %H:%M UTC")
-        lines.append(
-            f"• `{row['scope']}`: {row['documents']} documents, {row['chunks']} chunks, "
-            f"{row['source_kinds']} kinds of source, last change {last}"
-        )
+        line = f"• `{row['scope']}`: {row['documents']} documents, {row['chunks']} chunks"
+        if row["last_update"] is not None:
+            line += f", last change {row['last_update']:%Y-%m-%d %H:%M} UTC"
+        if row["sources"]:
+            synced = "never" if row["last_sync"] is None else f"{row['last_sync']:%Y-%m-%d %H:%M} UTC"
+            line += f"; {row['sources']} connected sources, last sync {synced}"
+        lines.append(line)
     return split_text("\n".join(lines), SECTION_TEXT_LIMIT)[0]
 
 

@@ -107,7 +107,8 @@ class KnowledgeCog(commands.GroupCog, group_name="kb", group_description="Manage
         await interaction.response.defer(ephemeral=True, thinking=True)
         actor = actor_for(interaction.user, self.settings)
         result = await self.service.desk.report(actor, since=span, scope=scope or self._scopes(interaction)[0])
-        await interaction.followup.send(embeds=report_embeds(result), ephemeral=True)
+        status = await self.service.desk.kb_status()
+        await interaction.followup.send(embeds=report_embeds(result, status), ephemeral=True)
 
     def _scopes(self, interaction: discord.Interaction) -> tuple[str, ...]:
         return scopes_for(self.service, interaction.guild_id, interaction.channel)
