@@ -187,7 +187,7 @@ async def test_the_closed_loop_promotes_through_the_gate_refuses_worse_and_rolls
     rows = {(r.suite, r.lang, r.metric): r for r in outcome.decision.rows}
     assert rows["loop", "all", "token_f1"].candidate == 100.0 and rows["loop", "all", "token_f1"].passed
     assert ("regression", "all", "token_f1") not in rows  # nothing was promoted before this cycle
-    assert set(outcome.timings) == {"dataset", "train", "evaluate", "gate"}
+    assert set(outcome.timings) == {"collect", "dataset", "train", "evaluate", "gate"}
     serving = await registry.serving(pool)
     assert serving.name == first and serving.parent == "shipped" and serving.dataset_size > 0
     assert serving.metrics["compared_with"] == "shipped" and serving.promoted_by == "cli:ops"

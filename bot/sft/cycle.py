@@ -84,7 +84,9 @@ def example_key(example: Example) -> str:
 
 async def run_cycle(run: CycleRun, *, offered: Path | None = None) -> Outcome:
     """Resume the open cycle or start one; ``offered``: gate this adapter instead of training one."""
+    started = time.perf_counter()
     cycle = await store.open_cycle(run.pool)
+    fresh = cycle is None
     if cycle is None:
         cycle, refusal = await _start(run, offered)
         if cycle is None:
@@ -94,6 +96,8 @@ async def run_cycle(run: CycleRun, *, offered: Path | None = None) -> Outcome:
     directory = run.config.cycle.runs_dir / cycle.name
     directory.mkdir(parents=True, exist_ok=True)
     timings = _load_timings(directory)
+    if fresh:
+        timings["collect"] = round(time.perf_counter() - started, 1)
     if cycle.stage == "collected":
         with _timed(timings, "dataset", directory):
             await _dataset(run, cycle, directory)

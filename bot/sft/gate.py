@@ -64,7 +64,7 @@ def decide(current: dict[str, Scores], candidate: dict[str, Scores], config: Cyc
                 if math.isnan(before) or math.isnan(after):
                     continue
                 gain = points(metric, after) - points(metric, before)
-                gain = -gain if metric in LOWER_IS_BETTER else gain
+                gain = (-gain if metric in LOWER_IS_BETTER else gain) + 0.0  # + 0.0: no "-0.00" in the table
                 primary = (suite, lang, metric) == (PRIMARY_SUITE, "all", config.primary_metric)
                 needed = config.margin if primary else -config.tolerance
                 gating = primary or count >= config.min_questions
