@@ -120,6 +120,8 @@ async def test_hand_over_then_saving_the_reply_makes_a_cited_document_and_curate
         await service.desk.save_answer(NURSE, "CNURSES", "1700000000.999999", "x", supporter=_nurses)
     with pytest.raises(InvalidInput):
         await service.desk.save_answer(NURSE, "CNURSES", "1700000000.000100", "   ", supporter=_nurses)
+    with pytest.raises(InvalidInput, match="at most 8000"):
+        await service.desk.save_answer(NURSE, "CNURSES", "1700000000.000100", "x" * 8001, supporter=_nurses)
     with pytest.raises(PermissionDenied):  # a member of another group is no supporter here
         await service.desk.save_answer(USER, "CNURSES", "1700000000.000100", "x", supporter=_other_group)
     saved = await service.desk.save_answer(

@@ -202,3 +202,18 @@ def _question(text: str) -> Any:
     from bot.domain import Question
 
     return Question(text, Actor("slack", USER), ("default",))
+
+
+def test_a_hostile_footer_cannot_ping_the_channel_or_break_the_blocks() -> None:
+    from bot.domain import Answer
+
+    answer = Answer("Fine.", (), (), True, "m", message_id=7)
+    blocks = render.answer_blocks(answer, footer="<!channel> <https://evil.example|click>", ask_person="Ask")
+    footer = blocks[-2]["elements"][0]["text"]
+    assert footer == "&lt;!channel&gt; &lt;https://evil.example|click&gt;"
+    assert blocks[-1]["elements"][-1] == {
+        "type": "button",
+        "action_id": ASK_PERSON_ACTION,
+        "text": {"type": "plain_text", "text": "Ask", "emoji": True},
+        "value": "7",
+    }
