@@ -204,6 +204,24 @@ def _question(text: str) -> Any:
     return Question(text, Actor("slack", USER), ("default",))
 
 
+async def test_a_chinese_channel_shows_not_found_the_button_and_the_hand_over_notice_in_chinese(
+    slack_bot: SlackBot,
+) -> None:
+    await _desk(slack_bot)
+    assert "language `zh`" in await _kb(slack_bot, "desk language zh")
+    question = slack_bot.slack.message("我可以带狗去诊所吗？", user=USER, channel=CHANNEL)
+    await slack_bot.slack.send_event(question)
+    final = (await slack_bot.slack.wait_for(lambda: _answers_in(slack_bot, CHANNEL)))[0]
+    assert "知识库里没有找到这个问题的答案。" in _text(final["blocks"])
+    assert final["blocks"][-1]["elements"][-1]["text"]["text"] == "🙋 转人工"
+    told = await slack_bot.slack.wait_for(
+        lambda: [p for p in _posts_in(slack_bot, CHANNEL) if p["text"].startswith("知识库里没有找到答案")]
+    )
+    assert told[0]["text"] == f"知识库里没有找到答案，我已请 <#{SUPPORT}> 的 <!subteam^{GROUP}> 帮忙。"
+    stored = await slack_bot.sql("SELECT answer FROM messages")
+    assert stored == [("I could not find this in the knowledge base.",)]
+
+
 def test_a_hostile_footer_cannot_ping_the_channel_or_break_the_blocks() -> None:
     from bot.domain import Answer
 

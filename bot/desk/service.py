@@ -19,7 +19,7 @@ from bot.desk.policy import ChannelMode, ChannelPolicy, HandoverTarget, ScopeDes
 from bot.desk.redact import redact
 from bot.desk.report import Report, build_report
 from bot.desk.texts import text
-from bot.domain import Actor, IngestResult, Question
+from bot.domain import Actor, Answer, IngestResult, Question
 from bot.embeddings import Embedder
 from bot.errors import InvalidInput, NotFound
 from bot.settings import Settings
@@ -76,6 +76,13 @@ class Decoration:
     ask_person: str | None
     """The button's label; None when the scope has no hand-over on the platform."""
     language: str
+
+    def shown(self, answer: Answer) -> Answer:
+        """The answer as the channel shows it: "not found" in the channel's language (the record keeps the
+        model-facing English text)."""
+        if answer.found or self.language in ("", "en"):
+            return answer
+        return replace(answer, text=text(self.language, "not_found"))
 
 
 class Desk:

@@ -53,7 +53,8 @@ async def stream_answer(
 
     answer = await final_answer(service.stream(question), progress, every_s=EDIT_INTERVAL_S)
     desk = await service.desk.decoration(question)
-    text = f"{answer.text}\n\n-# {desk.footer}" if desk.footer else answer.text
+    shown = desk.shown(answer).text
+    text = f"{shown}\n\n-# {desk.footer}" if desk.footer else shown
     parts = split_message(text) or [EMPTY_ANSWER]
     view = None
     if answer.message_id is not None:

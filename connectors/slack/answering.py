@@ -44,8 +44,9 @@ async def answer_in_thread(
         await reply.finish(describe_failure(e).user_message)
         return
     desk = await service.desk.decoration(question)
-    blocks = render.answer_blocks(answer, footer=desk.footer, ask_person=desk.ask_person)
-    await reply.finish(render.fallback_text(answer.text), blocks=blocks)
+    shown = desk.shown(answer)
+    blocks = render.answer_blocks(shown, footer=desk.footer, ask_person=desk.ask_person)
+    await reply.finish(render.fallback_text(shown.text), blocks=blocks)
     if not answer.found and desk.ask_person and answer.message_id is not None:
         tell = post_in(client, channel, thread_ts)
         await hand_over(service, client, question.actor, answer.message_id, "not_found", tell=tell)
