@@ -2,8 +2,9 @@
 
 Stages, each recorded in ``sft_cycles`` and written under ``<cycle.runs_dir>/<cycle name>/``:
 
-1. **collect** the 👍 answers (and curated files) no promoted cycle has trained on yet; with too few, or with
-   exactly the data of the last rejected cycle, nothing runs (the command is idempotent);
+1. **collect** the 👍 answers, the answers people saved from the support desk and the curated files that no
+   promoted cycle has trained on yet (personal data redacted when ``DESK_REDACT_PERSONAL_DATA`` is on); with too
+   few, or with exactly the data of the last rejected cycle, nothing runs (the command is idempotent);
 2. **dataset**: examples split by the document their answer cites, so one document never sits on both sides;
 3. **train** from the serving adapter (or a fresh LoRA), resuming from the latest checkpoint;
 4. **evaluate** candidate and current in the same running server (the candidate loaded under its own name):
@@ -31,10 +32,12 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from bot.desk.redact import redact
 from bot.embeddings import Embedder
 from bot.settings import Settings
 from bot.sft import gate
 from bot.sft.config import SFTConfig
+from bot.sft.curated import curated_examples
 from bot.sft.errors import SFTError
 from bot.sft.evaluate import Target, evaluate_loop
 from bot.sft.example import Example
@@ -45,6 +48,7 @@ from bot.sft.regression import replay
 from bot.storage import adapters as registry_store
 from bot.storage import cycles as store
 from bot.storage.cycles import CycleExample, CycleRow
+from bot.storage.desk import curated_answers
 from bot.storage.sft import rated_answers
 
 log = logging.getLogger(__name__)
@@ -129,7 +133,7 @@ async def _start(run: CycleRun, offered: Path | None) -> tuple[CycleRow | None, 
         data_key = "offered:" + hashlib.sha256(weights.read_bytes()).hexdigest()
         fresh: list[CycleExample] = []
     else:
-        fresh = await _new_examples(run)
+        fresh = await new_examples(run)
         if len(fresh) < run.config.cycle.min_new_examples:
             message = f"{len(fresh)} new examples since the last promoted cycle (cycle.min_new_examples = "
             return None, Outcome("nothing-new", message + f"{run.config.cycle.min_new_examples}): nothing to do")
@@ -146,18 +150,20 @@ async def _start(run: CycleRun, offered: Path | None) -> tuple[CycleRow | None, 
     return cycle, Outcome("started", name)
 
 
-async def _new_examples(run: CycleRun) -> list[CycleExample]:
-    """👍 answers (grouped by the document they cite) and curated examples no promoted cycle trained on."""
-    rated = await rated_answers(
-        run.pool, history_turns=run.settings.history_turns, limit=run.config.cycle.feedback_limit
-    )
+async def new_examples(run: CycleRun) -> list[CycleExample]:
+    """👍 answers (grouped by the document they cite), answers people saved from the support desk and curated
+    files that no promoted cycle trained on; personal data redacted when ``DESK_REDACT_PERSONAL_DATA`` is on."""
+    limit = run.config.cycle.feedback_limit
+    rated = await rated_answers(run.pool, history_turns=run.settings.history_turns, limit=limit)
     cited = await store.cited_documents(run.pool, [r.id for r in rated])
     found: list[tuple[Example, int | None]] = []
     for answer in rated:
-        example = feedback_example(answer)
+        example = _redacted(feedback_example(answer), run.settings.desk_redact_personal_data)
         if answer.id in cited:
             example = dataclasses.replace(example, group=f"doc:{cited[answer.id]}")
         found.append((example, answer.id))
+    saved = await curated_answers(run.pool, limit=limit)
+    found += [(e, None) for e in curated_examples(saved, redact_personal_data=run.settings.desk_redact_personal_data)]
     for path in run.config.dataset.curated_files:
         found += [(e, None) for e in read_examples(path, source=f"curated:{path.stem}")]
     learned = await store.learned_keys(run.pool)
@@ -168,6 +174,14 @@ async def _new_examples(run: CycleRun) -> list[CycleExample]:
             record = {**example.to_record(), "source": example.source, "group": example.group, "lang": example.lang}
             fresh[key] = CycleExample(key, message_id, example.lang, record)
     return list(fresh.values())
+
+
+def _redacted(example: Example, enabled: bool) -> Example:
+    """``example`` with e-mail addresses and phone numbers replaced in every non-system message."""
+    if not enabled:
+        return example
+    messages = tuple(m if m["role"] == "system" else {**m, "content": redact(m["content"])} for m in example.messages)
+    return dataclasses.replace(example, messages=messages)
 
 
 # --- dataset and training -----------------------------------------------------------------------------------
