@@ -115,6 +115,10 @@ class Settings(BaseSettings):
 
     # --- access and scopes ---------------------------------------------------------------------------
     admin_user_ids: CsvList = Field(default_factory=list, description="platform:user ids, e.g. slack:U123")
+    admin_webhooks: CsvList = Field(
+        default_factory=list,
+        description="slack=URL / discord=URL incoming webhooks that tell admins when another SFT adapter serves",
+    )
     scope_map: dict[str, list[str]] = Field(
         default_factory=dict,
         description='JSON: {"slack:T1:C1": ["support"], "discord:G1": ["docs"]}; most specific key wins',

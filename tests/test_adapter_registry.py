@@ -21,7 +21,7 @@ from bot.sft.lora_runtime import LoraRuntime, ServingError
 from bot.sft.notice import Notice
 from bot.sft.registry import ServingTarget, promote, rollback
 from bot.storage import adapters as store
-from tests.test_vllm_lora import FakeVLLM, running_fake_vllm
+from tests.test_vllm_lora import FakeVLLM, running_app, running_fake_vllm
 
 runner = CliRunner()
 
@@ -249,3 +249,47 @@ def test_register_then_reload_the_serving_adapter_after_a_server_restart(
     assert vllm.loras == {"lorebot": str(tiny_lora_dir.resolve())}
     not_adapter = runner.invoke(sft_app, ["register", str(tmp_path), "--name", "x", "--base-model", "m"])
     assert not_adapter.exit_code == 1 and "is not a PEFT adapter folder" in not_adapter.output
+
+
+def test_admins_get_the_notice_in_slack_and_discord_webhooks_and_a_failing_hook_changes_nothing(
+    vllm: FakeVLLM, database_url: str, tmp_path: Path, tiny_lora_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    received: dict[str, dict] = {}
+
+    async def hook(request: Request) -> PlainTextResponse:
+        platform = request.path_params["platform"]
+        received[platform] = await request.json()
+        return PlainTextResponse("ok", status_code=500 if platform == "broken" else 200)
+
+    app = Starlette(routes=[Route("/{platform}", hook, methods=["POST"])])
+    with running_app(app) as hooks:
+        monkeypatch.setenv("ADMIN_WEBHOOKS", f"slack={hooks}/slack,discord={hooks}/discord,slack={hooks}/broken")
+        monkeypatch.setenv("DATABASE_URL", database_url)
+        monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.setenv("LLM_BASE_URL", vllm.base_url)
+        monkeypatch.setenv("LLM_MODEL", "lorebot")
+        add = ["register", str(tiny_lora_dir), "--name", "first", "--base-model", "m"]
+        assert runner.invoke(sft_app, add).exit_code == 0
+        result = runner.invoke(sft_app, ["promote", "first"])
+
+    assert result.exit_code == 0 and result.output.strip().endswith("first serves (before: the base model)")
+    assert received["slack"]["text"].startswith("*Lorebot now answers with adapter first*\nReplaces the base model")
+    assert received["discord"]["content"].startswith("**Lorebot now answers with adapter first**")
+    assert received["discord"]["allowed_mentions"] == {"parse": []}
+    assert "broken" in received  # tried, failed, logged; the promotion stands
+
+
+@pytest.mark.parametrize("entry", ["teams=https://x", "slack:https://x", "slack=ftp://x"])
+def test_a_malformed_webhook_entry_is_a_config_error(
+    entry: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ADMIN_WEBHOOKS", entry)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    result = runner.invoke(sft_app, ["rollback"])
+    assert result.exit_code == 1 and "ADMIN_WEBHOOKS entries look like slack=https://" in result.output

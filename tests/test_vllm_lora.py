@@ -8,6 +8,7 @@ and the adapter that answers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -103,29 +104,32 @@ def fake_vllm(request: pytest.FixtureRequest) -> Iterator[FakeVLLM]:
         yield fake
 
 
-class running_fake_vllm:
-    """``with running_fake_vllm(FakeVLLM()) as fake:`` — uvicorn in a thread on a free loopback port."""
+@contextlib.contextmanager
+def running_app(app: Starlette) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread on a free loopback port; yields its ``http://127.0.0.1:PORT``."""
+    import uvicorn
 
-    def __init__(self, fake: FakeVLLM) -> None:
-        import uvicorn
+    port = unused_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the fake server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
-        self.fake = fake
-        port = unused_port()
-        fake.base_url = f"http://127.0.0.1:{port}/v1"
-        self.server = uvicorn.Server(uvicorn.Config(fake.app(), host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> FakeVLLM:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the fake vLLM did not start"
-            time.sleep(0.02)
-        return self.fake
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+@contextlib.contextmanager
+def running_fake_vllm(fake: FakeVLLM) -> Iterator[FakeVLLM]:
+    """``with running_fake_vllm(FakeVLLM()) as fake:`` — the fake vLLM served on loopback."""
+    with running_app(fake.app()) as url:
+        fake.base_url = f"{url}/v1"
+        yield fake
 
 
 @pytest.fixture

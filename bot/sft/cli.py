@@ -194,6 +194,13 @@ def _actor() -> str:
     return f"cli:{getpass.getuser()}"
 
 
+def _notify(settings: Settings) -> Any:
+    """The admin-notice hook from ``ADMIN_WEBHOOKS`` (None when unset)."""
+    from bot.sft.announce import webhook_notifier
+
+    return webhook_notifier(settings.admin_webhooks)
+
+
 async def _with_pool(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
     from bot.storage.pool import open_pool, resolve_database_url
 
@@ -296,7 +303,7 @@ def promote(
             if serving is None:
                 return None
             chosen = serving.name
-        return await run_promote(pool, chosen, _actor(), serving_target(settings))
+        return await run_promote(pool, chosen, _actor(), serving_target(settings), notify=_notify(settings))
 
     try:
         change = asyncio.run(_with_pool(settings, work))
@@ -317,7 +324,11 @@ def rollback() -> None:
 
     settings = _settings()
     try:
-        change = asyncio.run(_with_pool(settings, lambda pool: run_rollback(pool, _actor(), serving_target(settings))))
+        change = asyncio.run(
+            _with_pool(
+                settings, lambda pool: run_rollback(pool, _actor(), serving_target(settings), notify=_notify(settings))
+            )
+        )
     except LorebotError as e:
         raise _fail(e) from e
     typer.echo(f"rolled back from {change.previous.name} to {change.current.name}")
@@ -353,7 +364,9 @@ def cycle(
             with contextlib.ExitStack() as stack:
                 evaluate_on = await _evaluation_server(stack, settings, loaded, pool) if start_server else serve
                 loop_settings = stack.enter_context(throwaway_settings(settings))
-                run = CycleRun(settings, pool, loaded, loop_settings, evaluate_on, serve, _actor())
+                run = CycleRun(
+                    settings, pool, loaded, loop_settings, evaluate_on, serve, _actor(), notify=_notify(settings)
+                )
                 return await run_cycle(run, offered=candidate)
 
         outcome = asyncio.run(_with_pool(settings, work))
