@@ -18,14 +18,14 @@ from bot.sources.model import Source, SourceOptions, SyncReport, format_every
 
 DEFAULTS = SourceOptions()
 sources_app = typer.Typer(
-    help="Connected sources kept in sync: web, sitemap, folder, git, confluence.", no_args_is_help=True
+    help="Connected sources kept in sync: web, sitemap, folder, git, confluence, notion.", no_args_is_help=True
 )
 
 
 @sources_app.command("add")
 def add(
-    kind: Annotated[str, typer.Argument(help="web | sitemap | folder | git | confluence")],
-    target: Annotated[str, typer.Argument(help="Start URL, sitemap URL, folder, repository URL or path, wiki URL")],
+    kind: Annotated[str, typer.Argument(help="web | sitemap | folder | git | confluence | notion")],
+    target: Annotated[str, typer.Argument(help="Start URL, sitemap, folder, repository, wiki URL or Notion page")],
     scope: Annotated[str | None, typer.Option("--scope", "-s", help="Knowledge scope")] = None,
     every: Annotated[str | None, typer.Option(help="Re-sync schedule such as 30m, 6h, 1d (default: manual)")] = None,
     glob: Annotated[str, typer.Option(help="folder/git: files to take, ** crosses folders")] = "",
@@ -34,7 +34,8 @@ def add(
     rate: Annotated[float, typer.Option(help="web/sitemap: requests per second per host")] = DEFAULTS.per_host_per_s,
     ref: Annotated[str, typer.Option(help="git: branch or tag to follow")] = DEFAULTS.ref,
     space: Annotated[str, typer.Option(help="confluence: the space key")] = "",
-    token_env: Annotated[str, typer.Option(help="confluence: SOURCE_* variable holding the API token")] = "",
+    token_env: Annotated[str, typer.Option(help="confluence/notion: SOURCE_* variable holding the token")] = "",
+    api_url: Annotated[str, typer.Option(help="notion: the API address, if not api.notion.com")] = "",
     as_json: JsonOption = False,
 ) -> None:
     """Add a source (it syncs on `lorebot sources sync ID` or, when scheduled, in `lorebot serve`)."""
@@ -42,7 +43,14 @@ def add(
 
     settings = load_settings()
     options = SourceOptions(
-        glob=glob, depth=depth, max_pages=max_pages, per_host_per_s=rate, ref=ref, space=space, token_env=token_env
+        glob=glob,
+        depth=depth,
+        max_pages=max_pages,
+        per_host_per_s=rate,
+        ref=ref,
+        space=space,
+        token_env=token_env,
+        api_url=api_url,
     )
 
     async def run() -> Source:

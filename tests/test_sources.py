@@ -156,6 +156,8 @@ async def test_adding_is_admin_only_audited_and_local_paths_are_for_the_shell_op
         await manager.add(MEMBER, "web", "https://docs.example.com/")
     with pytest.raises(SourceError, match="command line"):
         await manager.add(CHAT_ADMIN, "folder", str(tmp_path))
+    with pytest.raises(SourceError, match="command line"):  # not "no such folder": the disk is not probed
+        await manager.add(CHAT_ADMIN, "folder", "/no/such/folder")
     with pytest.raises(SourceError, match="command line"):
         await manager.add(CHAT_ADMIN, "git", str(tmp_path))
     with pytest.raises(PermissionDenied):
@@ -172,13 +174,14 @@ async def test_adding_is_admin_only_audited_and_local_paths_are_for_the_shell_op
     async with pool.connection() as conn:
         rows = await conn.execute("SELECT user_id, action, allowed, detail->>'outcome' FROM audit_log ORDER BY id")
         audit = await rows.fetchall()
-    assert audit[:4] == [
+    assert audit[:5] == [
         ("U2", "add_source", False, None),
+        ("U1", "add_source", True, "failed"),
         ("U1", "add_source", True, "failed"),
         ("U1", "add_source", True, "failed"),
         ("U2", "list_sources", False, None),
     ]
-    assert audit[4:] == [("U1", "add_source", True, "ok"), ("U1", "add_source", True, "failed")]
+    assert audit[5:] == [("U1", "add_source", True, "ok"), ("U1", "add_source", True, "failed")]
 
 
 @pytest.mark.parametrize(

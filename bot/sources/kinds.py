@@ -23,6 +23,8 @@ def loader_for(source: Source, settings: Settings, known: Mapping[str, str]) -> 
         from bot.sources.web import WebLoader as Loader
     elif source.kind is SourceKind.GIT:
         from bot.sources.git import GitLoader as Loader
-    else:
+    elif source.kind is SourceKind.CONFLUENCE:
         from bot.sources.confluence import ConfluenceLoader as Loader
+    else:
+        from bot.sources.notion import NotionLoader as Loader
     return Loader(source, settings, known)

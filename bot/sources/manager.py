@@ -62,9 +62,9 @@ class SourceManager:
             scope = scope or self.settings.default_scope
             if not SCOPE_NAME.match(scope):
                 raise SourceError(f"invalid scope name {scope!r}: use 1-64 letters, digits, '_', '.', ':' or '-'")
-            target = _checked_target(source_kind, target)
-            if _is_local(source_kind, target) and actor.platform != Platform.LOCAL:
+            if _is_local(source_kind, target) and actor.platform != Platform.LOCAL:  # before the disk is looked at
                 raise SourceError("local folders and repositories can only be added from the command line")
+            target = _checked_target(source_kind, target)
             every_s = parse_every(every)
             checked = (options or SourceOptions()).checked()
             if source_kind is SourceKind.CONFLUENCE and not checked.space:
@@ -143,6 +143,11 @@ def _checked_target(kind: SourceKind, target: str) -> str:
         from bot.sources.git import check_target
 
         return check_target(target)
+    if kind is SourceKind.NOTION:
+        from bot.sources.notion import page_id
+
+        page_id(target)
+        return target
     path = Path(target).expanduser()
     if not path.is_absolute() or not path.is_dir():
         raise SourceError(f"a folder source needs an absolute path to an existing folder, not {target!r}")

@@ -34,6 +34,7 @@ class SourceKind(StrEnum):
     WEB = "web"
     GIT = "git"
     CONFLUENCE = "confluence"
+    NOTION = "notion"
 
 
 LOCAL_KINDS = frozenset({SourceKind.FOLDER})
@@ -63,10 +64,12 @@ class SourceOptions:
     """``git``: the branch or tag to follow."""
     space: str = ""
     """``confluence``: the space key whose pages are synced."""
+    api_url: str = ""
+    """``notion``: the API's address when not ``https://api.notion.com`` (a proxy)."""
     token_env: str = ""
-    """``confluence``: the environment variable holding the API token (``email:token`` for Confluence Cloud, a
-    personal access token otherwise). Only ``SOURCE_*`` names: a source must never make Lorebot send its own
-    secrets (``SLACK_BOT_TOKEN``, ``LLM_API_KEY``, …) to a server an admin chose."""
+    """``confluence``, ``notion``: the environment variable holding the API token (``email:token`` for Confluence
+    Cloud, a personal access token or integration secret otherwise). Only ``SOURCE_*`` names: a source must never
+    make Lorebot send its own secrets (``SLACK_BOT_TOKEN``, ``LLM_API_KEY``, …) to a server an admin chose."""
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,6 +91,8 @@ class SourceOptions:
             raise SourceError(f"ref {self.ref!r} is not a plain branch or tag name")
         if not re.fullmatch(r"[A-Za-z0-9_~-]{0,255}", self.space):
             raise SourceError(f"space {self.space!r} is not a Confluence space key")
+        if self.api_url and not re.fullmatch(r"https?://[^/@\s]+(/[^\s]*)?", self.api_url):
+            raise SourceError(f"api-url must be an http(s) URL without credentials, not {self.api_url!r}")
         if self.token_env and not re.fullmatch(r"SOURCE_[A-Z0-9_]{1,64}", self.token_env):
             raise SourceError(f"token-env must name a SOURCE_* environment variable, not {self.token_env!r}")
         return self

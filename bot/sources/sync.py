@@ -101,8 +101,9 @@ class SourceSync:
         skipped = bool(gone) and (not loader.complete or not seen)
         if gone and not skipped:
             tally.counts["removed"] = await store.remove_items(self.pool, source.id, gone)
-            for uri in gone if on_item else ():
-                on_item(uri, "removed")
+            if on_item:
+                for uri in gone:
+                    on_item(uri, "removed")
         status = "partial" if tally.counts["failed"] or skipped else "ok"
         error = "; ".join(loader.notes)
         report = self._report(

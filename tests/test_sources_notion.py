@@ -1,0 +1,224 @@
+"""``notion`` sources against a fake Notion API on 127.0.0.1 (the real paths, headers, JSON shapes and cursor
+paging of ``/v1/pages`` and ``/v1/blocks/{id}/children``), through the real fetcher and SSRF guard."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from bot.retrieval import Retriever
+from bot.settings import Settings
+from bot.sources.manager import SourceManager
+from bot.sources.model import SourceError, SourceOptions
+from tests.test_sources import ADMIN, CountingEmbedder, counting, counts, manager_for, titles
+
+__all__ = ["counting"]  # the fixture, used by name
+
+SECRET = "ntn_integration_secret"
+TOKEN_ENV = "SOURCE_NOTION_TOKEN"
+PAGE_SIZE = 2  # small, so every listing pages through next_cursor
+
+
+def block(kind: str, text: str = "", children: list[dict] | None = None, **extra) -> dict:
+    body = {"rich_text": [{"type": "text", "plain_text": text}]} if text else extra
+    return {"object": "block", "id": str(uuid.uuid4()), "type": kind, kind: body, "children": children or []}
+
+
+def child_page(page: str, title: str) -> dict:
+    return {"object": "block", "id": page, "type": "child_page", "child_page": {"title": title}, "children": []}
+
+
+class FakeNotion:
+    """Pages by id (title, last_edited_time, top-level blocks); 401 without the integration secret."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, tuple[str, str, list[dict]]] = {}
+        self.requests: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                fake.requests.append(self.path)
+                authorized = self.headers.get("Authorization") == f"Bearer {SECRET}"
+                versioned = self.headers.get("Notion-Version") == "2022-06-28"
+                status, body = fake.answer(self.path) if authorized and versioned else (401, {"code": "unauthorized"})
+                data = json.dumps({"object": "error", "status": status, **body} if status != 200 else body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:
+                """Quiet."""
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        self._thread.start()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self._server.server_address[1]}"
+
+    @staticmethod
+    def url(page: str) -> str:
+        return f"https://www.notion.so/Page-{page}"
+
+    def answer(self, target: str) -> tuple[int, dict]:
+        url = urlsplit(target)
+        parts = url.path.strip("/").split("/")
+        if parts[:2] == ["v1", "pages"] and parts[2] in self.pages:
+            title, edited, _ = self.pages[parts[2]]
+            properties = {"title": {"id": "title", "type": "title", "title": [{"plain_text": title}]}}
+            page = {
+                "object": "page",
+                "id": parts[2],
+                "url": self.url(parts[2]),
+                "last_edited_time": edited,
+                "properties": properties,
+            }
+            return 200, page
+        if parts[:2] == ["v1", "blocks"] and parts[3:] == ["children"]:
+            found = self._children(parts[2])
+            if found is None:
+                return 404, {"code": "object_not_found"}
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            start = int(query.get("start_cursor", "0"))
+            shown = [
+                {k: v for k, v in b.items() if k != "children"} | {"has_children": bool(b["children"])}
+                for b in found[start : start + PAGE_SIZE]
+            ]
+            more = start + PAGE_SIZE < len(found)
+            return 200, {
+                "object": "list",
+                "results": shown,
+                "has_more": more,
+                "next_cursor": str(start + PAGE_SIZE) if more else None,
+            }
+        return 404, {"code": "object_not_found"}
+
+    def _children(self, block_id: str) -> list[dict] | None:
+        if block_id in self.pages:
+            return self.pages[block_id][2]
+        stack = [b for _, _, blocks in self.pages.values() for b in blocks]
+        while stack:
+            item = stack.pop()
+            if item["id"] == block_id:
+                return item["children"]
+            stack += item["children"]
+        return None
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture
+def notion() -> Iterator[FakeNotion]:
+    fake = FakeNotion()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def allowed(settings: Settings, notion: FakeNotion, monkeypatch) -> Settings:
+    monkeypatch.setenv(TOKEN_ENV, SECRET)
+    return settings.model_copy(update={"fetch_allowed_hosts": [notion.host], "fetch_timeout_s": 5.0})
+
+
+@pytest.fixture
+def manager(pool, counting: CountingEmbedder, allowed: Settings) -> SourceManager:
+    return manager_for(pool, counting, allowed)
+
+
+def tree(notion: FakeNotion) -> SourceOptions:
+    return SourceOptions(api_url=f"http://{notion.host}", token_env=TOKEN_ENV, per_host_per_s=1000)
+
+
+ROOT, EXPENSES, TRAVEL, FAQ, PARKING = (uuid.uuid4().hex for _ in range(5))
+
+
+async def test_a_page_tree_syncs_exactly_with_nested_blocks_and_heading_anchors(
+    manager: SourceManager, notion: FakeNotion, pool, counting: CountingEmbedder, allowed: Settings
+) -> None:
+    leave = block("heading_2", "Annual leave")
+    notion.pages = {
+        ROOT: (
+            "Handbook",
+            "2026-01-01T00:00:00.000Z",
+            [
+                block("paragraph", "How the Example company works."),
+                leave,
+                block("paragraph", "Staff get twenty-five days of paid leave each year."),
+                block(
+                    "bulleted_list_item", "Carry-over", [block("paragraph", "Five unused days carry over to March.")]
+                ),
+                child_page(EXPENSES, "Expenses"),
+                child_page(TRAVEL, "Travel"),
+                child_page(FAQ, "FAQ"),
+            ],
+        ),
+        EXPENSES: ("Expenses", "2026-01-01T00:00:00.000Z", [block("paragraph", "Receipts are due within ten days.")]),
+        TRAVEL: ("Travel", "2026-01-01T00:00:00.000Z", [block("paragraph", "Book trains through the travel desk.")]),
+        FAQ: ("FAQ", "2026-01-01T00:00:00.000Z", [block("quote", "Ask the people team anything.")]),
+    }
+    root_url = FakeNotion.url(ROOT)
+    source = await manager.add(ADMIN, "notion", root_url, options=tree(notion))
+    first = await manager.sync(ADMIN, source.id)
+    assert (first.status, counts(first)["added"]) == ("ok", 4)
+    assert await titles(pool) == ["Expenses", "FAQ", "Handbook", "Travel"]
+    [passage] = await Retriever(pool, counting, allowed).search("How many days of paid leave?", ["default"], 1)
+    assert passage.source_uri == f"{root_url}#{leave['id'].replace('-', '')}"
+    [nested] = await Retriever(pool, counting, allowed).search("Do unused leave days carry over?", ["default"], 1)
+    assert "Five unused days carry over to March." in nested.text
+
+    title, _, blocks = notion.pages[ROOT]
+    notion.pages[ROOT] = (title, "2026-02-01T00:00:00.000Z", [b for b in blocks if b["id"] != TRAVEL])
+    del notion.pages[TRAVEL]
+    notion.pages[EXPENSES] = (
+        "Expenses",
+        "2026-02-01T00:00:00.000Z",
+        [
+            block("paragraph", "Receipts are now due within five days."),
+            child_page(PARKING, "Parking"),
+        ],
+    )
+    notion.pages[PARKING] = ("Parking", "2026-02-01T00:00:00.000Z", [block("paragraph", "Visitors park on level 1.")])
+    second = await manager.sync(ADMIN, source.id)
+    # the root was edited (a sub-page link less) but its text is the same: unchanged by content hash; FAQ by version
+    assert counts(second) == {"added": 1, "updated": 1, "unchanged": 2, "removed": 1, "failed": 0}
+    assert await titles(pool) == ["Expenses", "FAQ", "Handbook", "Parking"]
+
+
+async def test_a_wrong_token_fails_the_sync_and_removes_nothing(
+    manager: SourceManager, notion: FakeNotion, pool, monkeypatch
+) -> None:
+    notion.pages = {ROOT: ("Handbook", "2026-01-01T00:00:00.000Z", [block("paragraph", "How we work.")])}
+    source = await manager.add(ADMIN, "notion", FakeNotion.url(ROOT), options=tree(notion))
+    await manager.sync(ADMIN, source.id)
+    monkeypatch.setenv(TOKEN_ENV, "ntn_revoked")
+    report = await manager.sync(ADMIN, source.id)
+    assert report.status == "failed" and "HTTP 401" in report.error
+    assert await titles(pool) == ["Handbook"]
+
+
+@pytest.mark.parametrize(
+    ("target", "options", "message"),
+    [
+        ("https://www.notion.so/no-id-here", SourceOptions(), "not a Notion page"),
+        (f"https://www.notion.so/Page-{ROOT}", SourceOptions(api_url="file:///etc"), "api-url"),
+        (f"https://www.notion.so/Page-{ROOT}", SourceOptions(token_env="DATABASE_URL"), "SOURCE_"),
+    ],
+)
+async def test_bad_notion_sources_are_refused(
+    manager: SourceManager, target: str, options: SourceOptions, message: str
+) -> None:
+    with pytest.raises(SourceError, match=message):
+        await manager.add(ADMIN, "notion", target, options=options)
