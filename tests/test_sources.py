@@ -23,7 +23,7 @@ from bot.retrieval import Retriever
 from bot.settings import Settings
 from bot.sources.manager import SourceManager
 from bot.sources.model import SourceError, SourceOptions, SyncReport
-from bot.sources.scheduler import sync_due
+from bot.sources.scheduler import scheduling_sources, sync_due
 from bot.storage import documents
 from bot.storage import sources as store
 from bot.storage.pool import open_pool
@@ -326,3 +326,17 @@ async def test_an_emptied_folder_removes_nothing(manager: SourceManager, pool, t
     report = await manager.sync(ADMIN, source.id)
     assert (report.status, report.removals_skipped, counts(report)["removed"]) == ("partial", True, 0)
     assert "upstream listed nothing" in report.error and await titles(pool) == ["Hours"]
+
+
+async def test_the_serve_scheduler_syncs_a_due_source_in_the_background(
+    manager: SourceManager, pool, tmp_path: Path
+) -> None:
+    write(tmp_path / "hours.md", "# Hours\n\nOpen from nine to five.\n")
+    source = await manager.add(ADMIN, "folder", str(tmp_path), every="1h")
+    async with scheduling_sources(manager, tick_s=0.05):
+        async with asyncio.timeout(60):
+            while (await manager.get(ADMIN, source.id)).last_status == "never":
+                await asyncio.sleep(0.05)
+    synced = await manager.get(ADMIN, source.id)
+    assert (synced.last_status, synced.documents) == ("ok", 1)
+    assert await titles(pool) == ["Hours"]
