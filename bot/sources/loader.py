@@ -6,8 +6,8 @@ kind here is a ``langchain_core`` ``BaseLoader`` of ours whose every request goe
 :func:`bot.ingest.loaders.load_document`. A yielded document's metadata says what became of it:
 
 - ``fetched``: read now; ``page_content`` is its text, ``title`` its title;
-- ``unchanged``: its change marker (``version``: lastmod, Git blob id, mtime and size, a page's hash) equals the stored
-  one, so it was not even read;
+- ``unchanged``: its change marker (``version``: lastmod, a version number, a Git blob id, mtime and size, a page's
+  hash) equals the stored one, so it was not parsed (mostly not even read);
 - ``failed``: it exists upstream but could not be read (``error`` says why); what was stored stays.
 
 After the iteration, :attr:`SourceLoader.complete` tells whether the listing was whole: documents not yielded
@@ -21,7 +21,6 @@ import hashlib
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Mapping
 from pathlib import PurePosixPath
-from typing import Literal
 
 import httpx
 from langchain_core.document_loaders import BaseLoader
@@ -32,8 +31,6 @@ from bot.ingest.loaders import LoadedDocument, decode_text, load_document
 from bot.settings import Settings
 from bot.sources.anchors import heading_anchors
 from bot.sources.model import Source
-
-State = Literal["fetched", "unchanged", "failed"]
 
 
 class SourceLoader(BaseLoader):
@@ -90,10 +87,6 @@ def unchanged(uri: str, version: str) -> Document:
 
 def failed(uri: str, error: str) -> Document:
     return Document(page_content="", metadata={"source": uri, "state": "failed", "error": error})
-
-
-def state(document: Document) -> State:
-    return document.metadata["state"]
 
 
 async def load_bytes(data: bytes, *, filename: str, content_type: str | None = None) -> LoadedDocument:

@@ -37,11 +37,6 @@ class SourceKind(StrEnum):
     NOTION = "notion"
 
 
-LOCAL_KINDS = frozenset({SourceKind.FOLDER})
-"""Kinds whose target is a path on the bot's machine: only the shell operator may add them (see
-:meth:`bot.sources.manager.SourceManager.add`), since a chat admin has no business reading the bot's disk."""
-
-
 class SourceError(LorebotError):
     """A source cannot be added, found or synced as asked (bad kind, target, schedule or option; busy)."""
 
