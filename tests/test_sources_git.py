@@ -61,6 +61,7 @@ async def test_a_local_repository_syncs_the_committed_docs_and_records_the_commi
     assert (counts(first)["added"], first.revision) == (3, git(repo, "rev-parse", "HEAD"))
     assert await titles(pool) == ["Expenses", "Handbook", "Holidays"]
 
+    (repo / "docs" / "passwd.md").symlink_to("/etc/passwd")  # committed as a link: its blob is a path, skipped
     head = change_upstream(repo)
     write(repo / "docs" / "draft.md", "# Draft\n\nNot committed: never synced.\n")
     second = await manager.sync(ADMIN, source.id)

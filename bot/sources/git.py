@@ -50,6 +50,8 @@ GIT_OPTIONS = (
     "-c",
     "core.fsmonitor=false",
 )
+SYMLINK_MODE = b"120000"
+"""A link's blob is its target path, not a document."""
 LINE_TYPES = frozenset({"text/markdown", "text/plain"})
 """Files whose loaded text is the file's text, so a chunk's lines can be found in it."""
 _REMOTE = re.compile(r"^[^/]*:")
@@ -156,9 +158,9 @@ def _blobs(listing: bytes, glob: str) -> list[_Blob]:
         if not entry:
             continue
         meta, _, path = entry.partition(b"\t")
-        _, kind, sha, size = meta.split()
+        mode, kind, sha, size = meta.split()
         name = path.decode("utf-8", "replace")
-        if kind == b"blob" and size.isdigit() and wanted(name):
+        if kind == b"blob" and mode != SYMLINK_MODE and size.isdigit() and wanted(name):
             blobs.append(_Blob(name, sha.decode(), int(size)))
     return sorted(blobs, key=lambda blob: blob.path)
 
