@@ -3,6 +3,7 @@ support desk, personal data redacted, duplicates once, and nothing a promoted cy
 
 from __future__ import annotations
 
+import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from bot.answer.citations import citation
@@ -10,7 +11,8 @@ from bot.answer.prompt import format_context
 from bot.domain import Actor, Answer, Passage, Question
 from bot.settings import Settings
 from bot.sft.config import SFTConfig
-from bot.sft.cycle import CycleRun, new_examples
+from bot.sft.cycle import CycleRun, new_examples, run_cycle
+from bot.sft.errors import SFTError
 from bot.sft.lora_runtime import LoraRuntime
 from bot.sft.registry import ServingTarget
 from bot.storage import conversations, cycles, feedback
@@ -107,3 +109,12 @@ async def test_examples_a_promoted_cycle_trained_on_are_not_collected_again(
     assert await new_examples(_run(settings, pool)) == []
     await _rated(pool, "Do you open on Sundays?", "No [1].", (FAN, 1))
     assert [e.example["messages"][-1]["content"] for e in await new_examples(_run(settings, pool))] == ["No [1]."]
+
+
+async def test_a_second_cycle_while_one_runs_is_refused(settings: Settings, pool: AsyncConnectionPool) -> None:
+    async with cycles.exclusive(pool) as first:
+        assert first
+        with pytest.raises(SFTError, match="another `lorebot sft cycle` is running"):
+            await run_cycle(_run(settings, pool))
+    outcome = await run_cycle(_run(settings, pool))  # the lock is free again
+    assert outcome.state == "nothing-new"

@@ -43,6 +43,7 @@ from bot.sft.evaluate import Target, evaluate_loop
 from bot.sft.example import Example
 from bot.sft.feedback import feedback_example
 from bot.sft.formats import read_examples
+from bot.sft.lora_runtime import ServingError
 from bot.sft.registry import Notify, ServingTarget, promote
 from bot.sft.regression import replay
 from bot.storage import adapters as registry_store
@@ -87,7 +88,15 @@ def example_key(example: Example) -> str:
 
 
 async def run_cycle(run: CycleRun, *, offered: Path | None = None) -> Outcome:
-    """Resume the open cycle or start one; ``offered``: gate this adapter instead of training one."""
+    """Resume the open cycle or start one; ``offered``: gate this adapter instead of training one. Raises
+    :class:`SFTError` while another process runs a cycle."""
+    async with store.exclusive(run.pool) as mine:
+        if not mine:
+            raise SFTError("another `lorebot sft cycle` is running: wait for it (it holds the cycle lock)")
+        return await _run_cycle(run, offered)
+
+
+async def _run_cycle(run: CycleRun, offered: Path | None) -> Outcome:
     started = time.perf_counter()
     cycle = await store.open_cycle(run.pool)
     fresh = cycle is None
@@ -292,7 +301,10 @@ async def _decide(run: CycleRun, cycle: CycleRow, directory: Path) -> Outcome:
         state = "passed"
     await store.finish(run.pool, cycle.id, state, decision.to_dict())
     if run.evaluate_on.name != name:
-        await run.evaluate_on.runtime.unload(name)
+        try:
+            await run.evaluate_on.runtime.unload(name)
+        except ServingError as e:  # the decision stands; the server merely keeps a spare adapter loaded
+            log.warning("could not unload candidate %s from the evaluation server: %s", name, e)
     message = {
         "promoted": f"{name} passed the gate and now serves",
         "passed": f"{name} passed the gate; promote it with `lorebot sft promote {name}`",

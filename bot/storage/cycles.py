@@ -6,7 +6,8 @@ become the regression set every later candidate must still answer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,6 +42,9 @@ WHERE c.state = 'promoted' AND e.message_id IS NOT NULL
 ORDER BY c.id DESC, e.key
 LIMIT %(limit)s
 """
+CYCLE_LOCK_ID = 0x5F7C1C1E  # arbitrary, constant: "one lorebot sft cycle at a time"
+TRY_LOCK = "SELECT pg_try_advisory_lock(%(id)s)"
+UNLOCK = "SELECT pg_advisory_unlock(%(id)s)"
 UPDATE_STAGE = """
 UPDATE sft_cycles SET stage = %(stage)s, candidate = COALESCE(%(candidate)s, candidate) WHERE id = %(id)s
 """
@@ -81,6 +85,22 @@ class CycleExample:
     message_id: int | None
     lang: str
     example: dict[str, Any]
+
+
+@asynccontextmanager
+async def exclusive(pool: AsyncConnectionPool) -> AsyncIterator[bool]:
+    """Hold the cycle lock (a session advisory lock on one pooled connection) for the block; yields False when
+    another process holds it, so two cycles never resume the same open cycle at once."""
+    try:
+        async with pool.connection() as conn:
+            taken = (await (await conn.execute(TRY_LOCK, {"id": CYCLE_LOCK_ID})).fetchone())[0]
+            try:
+                yield bool(taken)
+            finally:
+                if taken:
+                    await conn.execute(UNLOCK, {"id": CYCLE_LOCK_ID})
+    except psycopg.Error as e:
+        raise StorageError(f"cannot take the SFT cycle lock: {e}") from e
 
 
 async def open_cycle(pool: AsyncConnectionPool) -> CycleRow | None:
