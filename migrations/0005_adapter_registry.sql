@@ -51,7 +51,8 @@ CREATE TABLE sft_cycle_examples (
     key        text NOT NULL,      -- sha256 of the normalised example text
     message_id bigint,             -- the rated answer it came from; null for curated examples
     lang       text NOT NULL,
-    example    jsonb NOT NULL,     -- {"messages": [...], "source": ..., "group": ...}
+    liked      boolean NOT NULL DEFAULT true,  -- false: a 👎 answer, used only by preference training (KTO)
+    example    jsonb NOT NULL,     -- {"messages": [...], "source": ..., "group": ..., "lang": ..., "liked": ...}
     PRIMARY KEY (cycle_id, key)
 );
 CREATE INDEX sft_cycle_examples_key_idx ON sft_cycle_examples (key);

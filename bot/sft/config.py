@@ -121,9 +121,14 @@ class CycleConfig:
     metrics: tuple[str, ...] = ("token_f1", "gold_cited", "refusal_accuracy", "false_refusal", "wrong_refusal")
     min_questions: int = 5  # a language with fewer questions is reported but does not gate
     promote: bool = True  # False: record the decision, promote by hand (`lorebot sft promote`)
+    preference: str = "none"  # "kto": after SFT, KTO on the 👍 and 👎 answers (bot.sft.preference)
+    preference_beta: float = 0.1
+    preference_learning_rate: float = 5e-5
+    preference_max_steps: int = -1  # -1: one epoch
 
     def __post_init__(self) -> None:
         _check_choice("cycle.train_from", self.train_from, ("serving", "base"))
+        _check_choice("cycle.preference", self.preference, ("none", "kto"))
 
 
 @dataclass(frozen=True)

@@ -165,23 +165,30 @@ async def new_examples(run: CycleRun) -> list[CycleExample]:
     limit = run.config.cycle.feedback_limit
     rated = await rated_answers(run.pool, history_turns=run.settings.history_turns, limit=limit)
     cited = await store.cited_documents(run.pool, [r.id for r in rated])
-    found: list[tuple[Example, int | None]] = []
+    found: list[tuple[Example, int | None, bool]] = []
     for answer in rated:
         example = _redacted(feedback_example(answer), run.settings.desk_redact_personal_data)
         if answer.id in cited:
             example = dataclasses.replace(example, group=f"doc:{cited[answer.id]}")
-        found.append((example, answer.id))
+        found.append((example, answer.id, True))
+    if run.config.cycle.preference == "kto":  # 👎 answers: only preference training uses them
+        disliked = await rated_answers(run.pool, history_turns=run.settings.history_turns, limit=limit, liked=False)
+        redact_on = run.settings.desk_redact_personal_data
+        found += [(_redacted(feedback_example(a), redact_on), a.id, False) for a in disliked]
     saved = await curated_answers(run.pool, limit=limit)
-    found += [(e, None) for e in curated_examples(saved, redact_personal_data=run.settings.desk_redact_personal_data)]
+    found += [
+        (e, None, True) for e in curated_examples(saved, redact_personal_data=run.settings.desk_redact_personal_data)
+    ]
     for path in run.config.dataset.curated_files:
-        found += [(e, None) for e in read_examples(path, source=f"curated:{path.stem}")]
+        found += [(e, None, True) for e in read_examples(path, source=f"curated:{path.stem}")]
     learned = await store.learned_keys(run.pool)
     fresh: dict[str, CycleExample] = {}
-    for example, message_id in found:
+    for example, message_id, liked in found:
         key = example_key(example)
         if key not in learned and key not in fresh:
-            record = {**example.to_record(), "source": example.source, "group": example.group, "lang": example.lang}
-            fresh[key] = CycleExample(key, message_id, example.lang, record)
+            record = {**example.to_record(), "source": example.source, "group": example.group, "lang": example.lang,
+                      "liked": liked}  # fmt: skip
+            fresh[key] = CycleExample(key, message_id, example.lang, record, liked)
     return list(fresh.values())
 
 
@@ -200,7 +207,7 @@ async def _dataset(run: CycleRun, cycle: CycleRow, directory: Path) -> None:
     from bot.sft.dataset import build_dataset
     from bot.sft.modeling import load_tokenizer
 
-    records = await store.examples(run.pool, cycle.id)
+    records = [r for r in await store.examples(run.pool, cycle.id) if r.get("liked", True)]
     examples = [Example(tuple(r["messages"]), r["source"], r["group"], lang=r["lang"]) for r in records]
     config = dataclasses.replace(
         run.config.dataset, output_dir=directory / "data", qa_files=(), curated_files=(), feedback=False
@@ -226,9 +233,28 @@ async def _train(run: CycleRun, cycle: CycleRow, directory: Path) -> str:
     adapter = directory / "run" / ADAPTER_DIR
     if not (adapter / "adapter_config.json").is_file():
         adapter = await asyncio.to_thread(train, config, resume=True)
+    if run.config.cycle.preference == "kto":
+        adapter = await _preference(run, cycle, directory, adapter)
     await _register(run, cycle.name, adapter, parent=parent.name if parent else None, dataset=directory / "data")
     await store.set_stage(run.pool, cycle.id, "trained", candidate=cycle.name)
     return cycle.name
+
+
+async def _preference(run: CycleRun, cycle: CycleRow, directory: Path, sft_adapter: Path) -> Path:
+    """KTO from the SFT adapter when the cycle has both 👍 and 👎 answers; else the SFT adapter stays the candidate."""
+    from bot.sft.preference import ADAPTER_DIR, train_kto
+
+    records = await store.examples(run.pool, cycle.id)
+    labels = {bool(r.get("liked", True)) for r in records}
+    if labels != {True, False}:
+        log.info("cycle %s: no 👍/👎 mix, no preference training", cycle.name)
+        return sft_adapter
+    adapter = directory / "kto" / ADAPTER_DIR
+    if (adapter / "adapter_config.json").is_file():
+        return adapter
+    return await asyncio.to_thread(
+        train_kto, run.config.train, run.config.cycle, records, init_adapter=sft_adapter, output_dir=directory / "kto"
+    )
 
 
 async def _register(run: CycleRun, name: str, adapter: Path, *, parent: str | None, dataset: Path | None) -> None:

@@ -28,8 +28,8 @@ INSERT INTO sft_cycles (name, data_key, started_by) VALUES (%(name)s, %(data_key
 RETURNING {_COLUMNS}
 """
 INSERT_EXAMPLE = """
-INSERT INTO sft_cycle_examples (cycle_id, key, message_id, lang, example)
-VALUES (%(cycle_id)s, %(key)s, %(message_id)s, %(lang)s, %(example)s)
+INSERT INTO sft_cycle_examples (cycle_id, key, message_id, lang, liked, example)
+VALUES (%(cycle_id)s, %(key)s, %(message_id)s, %(lang)s, %(liked)s, %(example)s)
 ON CONFLICT DO NOTHING
 """
 SELECT_CYCLE_EXAMPLES = "SELECT example FROM sft_cycle_examples WHERE cycle_id = %(cycle_id)s ORDER BY key"
@@ -38,7 +38,7 @@ SELECT e.key FROM sft_cycle_examples e JOIN sft_cycles c ON c.id = e.cycle_id WH
 """
 SELECT_REGRESSION = """
 SELECT e.example, e.lang FROM sft_cycle_examples e JOIN sft_cycles c ON c.id = e.cycle_id
-WHERE c.state = 'promoted' AND e.message_id IS NOT NULL
+WHERE c.state = 'promoted' AND e.message_id IS NOT NULL AND e.liked
 ORDER BY c.id DESC, e.key
 LIMIT %(limit)s
 """
@@ -85,6 +85,7 @@ class CycleExample:
     message_id: int | None
     lang: str
     example: dict[str, Any]
+    liked: bool = True
 
 
 @asynccontextmanager
@@ -129,7 +130,7 @@ async def start(
             cycle = await cursor.fetchone()
             params = [
                 {"cycle_id": cycle.id, "key": e.key, "message_id": e.message_id, "lang": e.lang,
-                 "example": Jsonb(e.example)}
+                 "liked": e.liked, "example": Jsonb(e.example)}
                 for e in examples
             ]  # fmt: skip
             if params:

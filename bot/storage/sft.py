@@ -29,7 +29,7 @@ LEFT JOIN LATERAL (
 ) AS h ON true
 WHERE m.found AND m.prompt_context <> ''
 GROUP BY m.id, h.turns
-HAVING sum(f.score) > 0
+HAVING sum(f.score) * %(sign)s > 0
 ORDER BY m.id
 LIMIT %(limit)s
 """
@@ -46,12 +46,16 @@ class RatedAnswer:
     history: list[list[str]]  # [[question, answer], ...] oldest first, as the chain saw them
 
 
-async def rated_answers(pool: AsyncConnectionPool, *, history_turns: int, limit: int) -> list[RatedAnswer]:
-    """Answers with more 👍 than 👎 whose context was recorded, oldest first."""
+async def rated_answers(
+    pool: AsyncConnectionPool, *, history_turns: int, limit: int, liked: bool = True
+) -> list[RatedAnswer]:
+    """Answers with more 👍 than 👎 whose context was recorded (``liked=False``: more 👎 than 👍), oldest first."""
     try:
         async with pool.connection() as conn:
             cursor = conn.cursor(row_factory=class_row(RatedAnswer))
-            await cursor.execute(SELECT_RATED_ANSWERS, {"history_turns": history_turns, "limit": limit})
+            await cursor.execute(
+                SELECT_RATED_ANSWERS, {"history_turns": history_turns, "limit": limit, "sign": 1 if liked else -1}
+            )
             return await cursor.fetchall()
     except psycopg.Error as e:
         raise StorageError(f"cannot read rated answers: {e}") from e
