@@ -18,16 +18,15 @@ it then gets what is left of the grace period. Which connectors exist is the app
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from datetime import timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
-from bot.errors import StorageError
+from bot.background import repeating
 from bot.inflight import InFlight
 from bot.ops.health import HealthServer
 from bot.ops.metrics import Metrics
@@ -71,28 +70,16 @@ async def run_service(settings: Settings, connector: Connector) -> None:
     log.info("stopped")
 
 
-@contextlib.asynccontextmanager
-async def pruning_events(
+def pruning_events(
     pool: AsyncConnectionPool, *, every_s: float = EVENT_PRUNE_INTERVAL_S, max_age: timedelta = events.CLAIM_RETENTION
-) -> AsyncIterator[None]:
+) -> AbstractAsyncContextManager[None]:
     """Forget event claims older than ``max_age`` now and every ``every_s`` s while the block runs."""
-    task = asyncio.create_task(_prune_events(pool, every_s, max_age), name="prune processed_events")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
+    async def prune() -> None:
+        forgotten = await events.forget_older_than(pool, max_age)
+        log.info("forgot %d event claims older than %s", forgotten, max_age)
 
-async def _prune_events(pool: AsyncConnectionPool, every_s: float, max_age: timedelta) -> None:
-    while True:
-        try:
-            forgotten = await events.forget_older_than(pool, max_age)
-            log.info("forgot %d event claims older than %s", forgotten, max_age)
-        except StorageError as e:  # the database may be back by the next run; serving goes on meanwhile
-            log.warning("cannot prune processed events: %s", e)
-        await asyncio.sleep(every_s)
+    return repeating(prune, every_s=every_s, name="pruning processed events")
 
 
 def _on_signal(signum: int, stop: asyncio.Event) -> None:

@@ -7,11 +7,10 @@ replica syncs a due source. ``lorebot sources sync`` does the same from cron wit
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 
+from bot.background import repeating
 from bot.errors import LorebotError
 from bot.sources.manager import SourceManager
 from bot.sources.model import SyncReport
@@ -38,22 +37,6 @@ async def sync_due(manager: SourceManager) -> list[SyncReport]:
     return reports
 
 
-@contextlib.asynccontextmanager
-async def scheduling_sources(manager: SourceManager, *, tick_s: float = TICK_S) -> AsyncIterator[None]:
+def scheduling_sources(manager: SourceManager, *, tick_s: float = TICK_S) -> AbstractAsyncContextManager[None]:
     """Run :func:`sync_due` now and every ``tick_s`` seconds while the block runs."""
-    task = asyncio.create_task(_run(manager, tick_s), name="source scheduler")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _run(manager: SourceManager, tick_s: float) -> None:
-    while True:
-        try:
-            await sync_due(manager)
-        except LorebotError as e:  # the database may be back by the next tick; serving goes on meanwhile
-            log.warning("cannot run scheduled syncs: %s", e)
-        await asyncio.sleep(tick_s)
+    return repeating(lambda: sync_due(manager), every_s=tick_s, name="scheduled source syncs")

@@ -8,16 +8,14 @@ the document row, which also serialises two concurrent replaces of the same sour
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 
 import numpy as np
-import psycopg
 from psycopg.rows import class_row, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from bot.domain import Chunk, Document, IngestResult
-from bot.errors import StorageError
+from bot.storage.errors import storage_errors
 from bot.text import lexemes
 
 log = logging.getLogger(__name__)
@@ -61,14 +59,6 @@ DELETE FROM documents WHERE id = %(document_id)s AND scope = ANY(%(scopes)s) RET
 """
 
 
-@asynccontextmanager
-async def _storage_errors(action: str) -> AsyncIterator[None]:
-    try:
-        yield
-    except psycopg.Error as e:
-        raise StorageError(f"{action} failed: {type(e).__name__}: {e}") from e
-
-
 async def replace_document(
     pool: AsyncConnectionPool,
     *,
@@ -99,7 +89,7 @@ async def replace_document(
         "added_by": added_by,
     }
     async with (
-        _storage_errors("storing the document"),
+        storage_errors("storing the document"),
         pool.connection() as conn,
         conn.transaction(),
         conn.cursor(row_factory=dict_row) as cur,
@@ -138,7 +128,7 @@ async def find_unchanged(pool: AsyncConnectionPool, scope: str, source_uri: str,
 async def list_documents(pool: AsyncConnectionPool, scopes: Sequence[str]) -> list[Document]:
     """Documents in ``scopes``, most recently added or replaced first."""
     async with (
-        _storage_errors("listing documents"),
+        storage_errors("listing documents"),
         pool.connection() as conn,
         conn.cursor(row_factory=class_row(Document)) as cur,
     ):
@@ -161,7 +151,7 @@ async def delete_document(pool: AsyncConnectionPool, document_id: int, scopes: S
 
 async def _fetch_one(pool: AsyncConnectionPool, query: str, params: dict, action: str) -> Document | None:
     async with (
-        _storage_errors(action),
+        storage_errors(action),
         pool.connection() as conn,
         conn.cursor(row_factory=class_row(Document)) as cur,
     ):

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from bot.errors import StorageError
+from bot.storage.errors import storage_errors
 
 log = logging.getLogger(__name__)
 
@@ -117,14 +116,6 @@ class StoredItem:
     version: str
 
 
-@asynccontextmanager
-async def _storage_errors(action: str) -> AsyncIterator[None]:
-    try:
-        yield
-    except psycopg.Error as e:
-        raise StorageError(f"{action} failed: {type(e).__name__}: {e}") from e
-
-
 async def insert_source(
     pool: AsyncConnectionPool,
     *,
@@ -145,7 +136,7 @@ async def insert_source(
         "created_by": created_by,
     }
     async with (
-        _storage_errors("adding the source"),
+        storage_errors("adding the source"),
         pool.connection() as conn,
         conn.transaction(),
         conn.cursor(row_factory=class_row(SourceRow)) as cur,
@@ -157,7 +148,7 @@ async def insert_source(
 
 async def list_sources(pool: AsyncConnectionPool) -> list[SourceRow]:
     async with (
-        _storage_errors("listing sources"),
+        storage_errors("listing sources"),
         pool.connection() as conn,
         conn.cursor(row_factory=class_row(SourceRow)) as cur,
     ):
@@ -167,7 +158,7 @@ async def list_sources(pool: AsyncConnectionPool) -> list[SourceRow]:
 
 async def get_source(pool: AsyncConnectionPool, source_id: int) -> SourceRow | None:
     async with (
-        _storage_errors("reading the source"),
+        storage_errors("reading the source"),
         pool.connection() as conn,
         conn.cursor(row_factory=class_row(SourceRow)) as cur,
     ):
@@ -180,7 +171,7 @@ async def delete_source(pool: AsyncConnectionPool, source_id: int, *, keep_docum
     returns the deleted source and how many documents went with it. Raises ``LookupError`` for an unknown id."""
     params = {"id": source_id, "source_id": source_id}
     async with (
-        _storage_errors("removing the source"),
+        storage_errors("removing the source"),
         pool.connection() as conn,
         conn.transaction(),
         conn.cursor() as cur,
@@ -202,7 +193,7 @@ async def delete_source(pool: AsyncConnectionPool, source_id: int, *, keep_docum
 async def items(pool: AsyncConnectionPool, source_id: int) -> dict[str, StoredItem]:
     """The documents the source brought in, by upstream URI."""
     async with (
-        _storage_errors("reading the source's documents"),
+        storage_errors("reading the source's documents"),
         pool.connection() as conn,
         conn.cursor(row_factory=class_row(StoredItem)) as cur,
     ):
@@ -214,19 +205,19 @@ async def record_item(
     pool: AsyncConnectionPool, source_id: int, *, uri: str, document_id: int, version: str, revision: str
 ) -> None:
     params = {"source_id": source_id, "uri": uri, "document_id": document_id, "version": version, "revision": revision}
-    async with _storage_errors("recording the source's document"), pool.connection() as conn:
+    async with storage_errors("recording the source's document"), pool.connection() as conn:
         await conn.execute(RECORD_ITEM, params)
 
 
 async def document_chunks(pool: AsyncConnectionPool, document_id: int) -> list[tuple[int, str, str]]:
     """(chunk id, heading, text) of a stored document, in order."""
-    async with _storage_errors("reading the document's chunks"), pool.connection() as conn:
+    async with storage_errors("reading the document's chunks"), pool.connection() as conn:
         return await (await conn.execute(DOCUMENT_CHUNKS, {"document_id": document_id})).fetchall()
 
 
 async def store_links(pool: AsyncConnectionPool, links: Sequence[tuple[int, str]]) -> None:
     """Record where each chunk (id, URL) lives upstream, for citations."""
-    async with _storage_errors("storing the chunks' links"), pool.connection() as conn, conn.cursor() as cur:
+    async with storage_errors("storing the chunks' links"), pool.connection() as conn, conn.cursor() as cur:
         await cur.executemany(STORE_LINK, links)
 
 
@@ -234,7 +225,7 @@ async def remove_items(pool: AsyncConnectionPool, source_id: int, uris: Sequence
     """Forget the source's documents at ``uris`` and delete those no other source has (one transaction); returns
     how many documents were deleted."""
     params = {"source_id": source_id, "uris": list(uris)}
-    async with _storage_errors("removing the source's documents"), pool.connection() as conn, conn.transaction():
+    async with storage_errors("removing the source's documents"), pool.connection() as conn, conn.transaction():
         deleted = (await conn.execute(DELETE_ITEM_DOCUMENTS, params)).rowcount
         await conn.execute(DELETE_ITEMS, params)
     log.info("source=%d removed %d document(s) gone upstream", source_id, deleted)
@@ -246,13 +237,13 @@ async def record_sync(
 ) -> None:
     """Store the outcome of a sync and schedule the next one (``every_s`` from now)."""
     params = {"id": source_id, "status": status, "error": error, "counts": Jsonb(counts), "revision": revision}
-    async with _storage_errors("recording the sync"), pool.connection() as conn:
+    async with storage_errors("recording the sync"), pool.connection() as conn:
         await conn.execute(RECORD_SYNC, params)
 
 
 async def due_sources(pool: AsyncConnectionPool) -> list[int]:
     """Ids of the scheduled sources whose next run has come, oldest first."""
-    async with _storage_errors("reading due sources"), pool.connection() as conn:
+    async with storage_errors("reading due sources"), pool.connection() as conn:
         return [row[0] for row in await (await conn.execute(DUE_SOURCES)).fetchall()]
 
 
@@ -260,7 +251,7 @@ async def due_sources(pool: AsyncConnectionPool) -> list[int]:
 async def sync_lock(pool: AsyncConnectionPool, source_id: int) -> AsyncIterator[bool]:
     """Try to take the source's sync lock without waiting; yields whether this process holds it. The lock lives
     on one pooled connection for the whole block, so it is freed even if the process dies (connection closed)."""
-    async with _storage_errors("locking the source"), pool.connection() as conn:
+    async with storage_errors("locking the source"), pool.connection() as conn:
         cur = await conn.execute("SELECT pg_try_advisory_lock(%s::int4, %s::int4)", (SYNC_LOCK_CLASS, source_id))
         held = bool((await cur.fetchone())[0])
         try:
@@ -272,6 +263,6 @@ async def sync_lock(pool: AsyncConnectionPool, source_id: int) -> AsyncIterator[
 
 async def still_due(pool: AsyncConnectionPool, source_id: int) -> bool:
     """Whether the source is (still) due: another replica may have synced it since it was listed as due."""
-    async with _storage_errors("reading the source's schedule"), pool.connection() as conn:
+    async with storage_errors("reading the source's schedule"), pool.connection() as conn:
         row = await (await conn.execute(STILL_DUE, {"id": source_id})).fetchone()
     return bool(row and row[0])
