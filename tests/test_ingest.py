@@ -12,12 +12,12 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from bot.domain import Chunk
-from bot.embeddings import Embedder
 from bot.errors import IngestError, StorageError, UnsafeURLError
 from bot.ingest.loaders import MAX_TITLE_CHARS
 from bot.ingest.pipeline import EMBED_WINDOW_BATCHES, Ingestor, TextSource, expand_sources
 from bot.settings import Settings
 from bot.storage import documents
+from tests.fixtures.embeddings import CountingEmbedder
 from tests.fixtures.http import LocalHTTPServer
 from tests.fixtures.ingest import make_pdf
 from tests.test_loaders import ARTICLE_HTML
@@ -30,26 +30,6 @@ COUNTS = """
 SELECT d.chunk_count, (SELECT count(*) FROM chunks c WHERE c.document_id = d.id)
 FROM documents d WHERE d.id = %(id)s
 """
-
-
-class CountingEmbedder:
-    """The real embedder, counting how many texts it was asked to embed."""
-
-    def __init__(self, inner: Embedder) -> None:
-        self.inner, self.name, self.dim = inner, inner.name, inner.dim
-        self.embedded = 0
-
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        self.embedded += len(texts)
-        return self.inner.embed_documents(texts)
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.inner.embed_query(text)
-
-
-@pytest.fixture
-def counting(embedder: Embedder) -> CountingEmbedder:
-    return CountingEmbedder(embedder)
 
 
 @pytest.fixture

@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pytest
 from psycopg_pool import AsyncConnectionPool
 from typer.testing import CliRunner
 
 from bot.access import AuditTrail
 from bot.domain import Actor
-from bot.embeddings import Embedder
-from bot.errors import IngestError, PermissionDenied
+from bot.errors import PermissionDenied
 from bot.ingest.pipeline import Ingestor
 from bot.retrieval import Retriever
 from bot.settings import Settings
@@ -28,34 +25,11 @@ from bot.storage import documents
 from bot.storage import sources as store
 from bot.storage.pool import open_pool
 from lorebot.cli import app
+from tests.fixtures.embeddings import CountingEmbedder
 
 ADMIN = Actor("local", "operator", is_admin=True)
 CHAT_ADMIN = Actor("slack", "U1", is_admin=True)
 MEMBER = Actor("slack", "U2")
-
-
-class CountingEmbedder:
-    """The real embedder, counting the texts it embeds; ``fail_on`` makes texts containing it fail (a fault
-    injected at the model, as a crashed embedding server would)."""
-
-    def __init__(self, inner: Embedder) -> None:
-        self.inner, self.name, self.dim = inner, inner.name, inner.dim
-        self.embedded = 0
-        self.fail_on = ""
-
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        if self.fail_on and any(self.fail_on in text for text in texts):
-            raise IngestError("embedding server crashed")
-        self.embedded += len(texts)
-        return self.inner.embed_documents(texts)
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.inner.embed_query(text)
-
-
-@pytest.fixture
-def counting(embedder: Embedder) -> CountingEmbedder:
-    return CountingEmbedder(embedder)
 
 
 def manager_for(pool: AsyncConnectionPool, embedder, settings: Settings) -> SourceManager:
