@@ -15,9 +15,8 @@ import pytest
 from bot.settings import Settings
 from bot.sources.manager import SourceManager
 from bot.sources.model import SourceError, SourceOptions
-from tests.test_sources import ADMIN, CountingEmbedder, counting, counts, manager_for, titles
-
-__all__ = ["counting"]  # the fixture, used by name
+from tests.fixtures.embeddings import CountingEmbedder
+from tests.test_sources import ADMIN, counts, manager_for, titles
 
 TOKEN = "ada@example.com:s3cret-api-token"
 TOKEN_ENV = "SOURCE_CONFLUENCE_TOKEN"

@@ -16,9 +16,10 @@ from bot.retrieval import Retriever
 from bot.settings import Settings
 from bot.sources.manager import SourceManager
 from bot.sources.model import SourceOptions
-from tests.test_sources import ADMIN, CountingEmbedder, counting, counts, manager, manager_for, titles, write
+from tests.fixtures.embeddings import CountingEmbedder
+from tests.test_sources import ADMIN, counts, manager, manager_for, titles, write
 
-__all__ = ["counting", "manager"]  # fixtures, used by name
+__all__ = ["manager"]  # the fixture, used by name
 
 ALL_KEPT = {"added": 0, "updated": 0, "unchanged": 3, "removed": 0, "failed": 0}
 

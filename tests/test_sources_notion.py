@@ -16,9 +16,8 @@ from bot.retrieval import Retriever
 from bot.settings import Settings
 from bot.sources.manager import SourceManager
 from bot.sources.model import SourceError, SourceOptions
-from tests.test_sources import ADMIN, CountingEmbedder, counting, counts, manager_for, titles
-
-__all__ = ["counting"]  # the fixture, used by name
+from tests.fixtures.embeddings import CountingEmbedder
+from tests.test_sources import ADMIN, counts, manager_for, titles
 
 SECRET = "ntn_integration_secret"
 TOKEN_ENV = "SOURCE_NOTION_TOKEN"

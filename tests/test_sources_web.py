@@ -11,10 +11,9 @@ from bot.retrieval import Retriever
 from bot.settings import Settings
 from bot.sources.manager import SourceManager
 from bot.sources.model import SourceOptions
+from tests.fixtures.embeddings import CountingEmbedder
 from tests.fixtures.http import LocalHTTPServer
-from tests.test_sources import ADMIN, CountingEmbedder, counting, counts, manager_for, titles, top_hit
-
-__all__ = ["counting"]  # the fixture, used by name
+from tests.test_sources import ADMIN, counts, manager_for, titles, top_hit
 
 HTML = "text/html; charset=utf-8"
 XML = "application/xml"
