@@ -28,6 +28,7 @@ from bot.service import Lorebot
 from bot.settings import Settings
 from bot.sft.config import CycleConfig, DatasetConfig, EvalConfig, LoraConfig, SFTConfig, TrainConfig
 from bot.sft.cycle import CycleRun, run_cycle
+from bot.sft.errors import SFTError
 from bot.sft.lora_runtime import LoraRuntime, ServingError
 from bot.sft.registry import ServingTarget, promote, rollback
 from bot.storage import adapters as registry
@@ -173,6 +174,8 @@ async def test_the_closed_loop_promotes_through_the_gate_refuses_worse_and_rolls
         await run_cycle(replace(run, evaluate_on=dead))
     open_cycle = await cycles.open_cycle(pool)
     assert (open_cycle.stage, open_cycle.candidate) == ("trained", open_cycle.name)
+    with pytest.raises(SFTError, match="is open"):  # an offered adapter waits until the open cycle is done
+        await run_cycle(run, offered=shipped_adapter)
     summary = config.cycle.runs_dir / open_cycle.name / "run" / "train_summary.json"
     trained_at = summary.stat().st_mtime_ns
     examples = await cycles.examples(pool, open_cycle.id)

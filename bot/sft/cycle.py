@@ -104,6 +104,8 @@ async def _run_cycle(run: CycleRun, offered: Path | None) -> Outcome:
         cycle, refusal = await _start(run, offered)
         if cycle is None:
             return refusal
+    elif offered is not None:
+        raise SFTError(f"cycle {cycle.name} is open (stage {cycle.stage}): finish it first, without --candidate")
     else:
         log.info("resuming cycle %s at stage %s", cycle.name, cycle.stage)
     directory = run.config.cycle.runs_dir / cycle.name
@@ -134,7 +136,8 @@ async def _run_cycle(run: CycleRun, offered: Path | None) -> Outcome:
 
 
 async def _start(run: CycleRun, offered: Path | None) -> tuple[CycleRow | None, Outcome]:
-    name = "cycle-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    now = datetime.now(UTC)
+    name = f"cycle-{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}"
     if offered is not None:
         weights = offered / "adapter_model.safetensors"
         if not weights.is_file():
