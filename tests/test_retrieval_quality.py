@@ -103,8 +103,9 @@ async def test_hybrid_recall_beats_keyword_and_vector_on_english_squad(
     assert recall["hybrid"] >= 0.93  # measured 0.930 (the default budget ranks every match of this corpus)
     assert recall["hybrid"] > recall["keyword"]
     assert recall["hybrid"] > recall["vector"]
-    assert recall["keyword pruned"] >= 0.85  # measured 0.866: ranking only the rarest terms' chunks costs a little
-    assert recall["hybrid pruned"] >= 0.90  # measured 0.914
+    # measured 0.926 and 0.938: pairs of commoner terms find what the rarest terms alone missed (0.866 and 0.914)
+    assert recall["keyword pruned"] >= 0.90
+    assert recall["hybrid pruned"] >= 0.93
 
 
 async def test_hybrid_recall_is_at_least_keyword_and_vector_on_chinese_cmrc(
