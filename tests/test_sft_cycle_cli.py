@@ -107,7 +107,9 @@ async def test_the_cycle_command_evaluates_on_a_fresh_embedded_server_and_stops_
                             "LLM_BASE_URL": vllm.base_url, "LLM_MODEL": "lorebot"}.items():  # fmt: skip
             monkeypatch.setenv(name, value)
 
-        result = await asyncio.to_thread(runner.invoke, sft_app, ["cycle", "--config", str(toml), "--start-server"])
+        command = ["cycle", "--config", str(toml), "--start-server"]
+        result = await asyncio.to_thread(runner.invoke, sft_app, command)
+        again = await asyncio.to_thread(runner.invoke, sft_app, command)
 
         assert vllm.loras == {"lorebot": str(shipped)}  # the serving server was not touched
     assert result.exit_code == 0, result.output
@@ -115,6 +117,8 @@ async def test_the_cycle_command_evaluates_on_a_fresh_embedded_server_and_stops_
     assert "PROMOTE" in result.output and "seconds per stage: collect" in result.output
     assert re.search(r"passed: (cycle-[\d-]+) passed the gate; promote it with `lorebot sft promote \1`", result.output)
     assert (await registry.serving(pool)).name == "shipped"
+    assert again.exit_code == 0 and "unchanged: the same data as cycle" in again.output, again.output
+    assert "which passed and waits for `lorebot sft promote" in again.output
 
 
 def _toml(config: SFTConfig) -> str:

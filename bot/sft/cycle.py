@@ -151,8 +151,10 @@ async def _start(run: CycleRun, offered: Path | None) -> tuple[CycleRow | None, 
             return None, Outcome("nothing-new", message + f"{run.config.cycle.min_new_examples}): nothing to do")
         data_key = hashlib.sha256("\n".join(sorted(e.key for e in fresh)).encode()).hexdigest()
     last = await store.last_finished(run.pool)
-    if last is not None and last.data_key == data_key and last.state == "rejected":
-        return None, Outcome("unchanged", f"the same data as cycle {last.name}, which was rejected: nothing to do")
+    if last is not None and last.data_key == data_key and last.state in ("rejected", "passed"):
+        waits = f"passed and waits for `lorebot sft promote {last.name}`"
+        verdict = "was rejected" if last.state == "rejected" else waits
+        return None, Outcome("unchanged", f"the same data as cycle {last.name}, which {verdict}: nothing to do")
     cycle = await store.start(run.pool, name=name, data_key=data_key, actor=run.actor, examples=fresh)
     log.info("cycle %s started with %d new examples", name, len(fresh))
     if offered is not None:
