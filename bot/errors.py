@@ -64,6 +64,12 @@ class AnswerError(LorebotError):
     reason = "language model unavailable"
 
 
+class EmptyAnswer(AnswerError):
+    """The language model ended its reply before writing anything (a small model can, on an odd prompt)."""
+
+    reason = "the language model gave no answer"
+
+
 class PermissionDenied(LorebotError):
     """The actor may not perform an admin operation."""
 

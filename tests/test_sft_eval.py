@@ -96,6 +96,19 @@ async def test_eval_scores_each_model_on_identical_prompts(tmp_path: Path, eval_
     assert "all: 2 answerable / 1 unanswerable, en: 1 answerable / 1 unanswerable" in table(results)
 
 
+async def test_an_empty_reply_is_scored_wrong_and_the_evaluation_goes_on(
+    tmp_path: Path, eval_file: Path, fake_llm: FakeLLM
+) -> None:
+    fake_llm.script(lambda body: "" if body["messages"][-1]["content"].endswith("Super Bowl 50?") else NOT_FOUND_ANSWER)
+    config = EvalConfig(eval_file=eval_file, limit=0)
+    results = await evaluate(_settings(tmp_path), [Target("mute", fake_llm.base_url, "mute")], config)
+
+    english = results["mute"]["en"]
+    assert (english["answerable"], english["token_f1"], english["false_refusal"]) == (1, 0.0, 0.0)
+    assert english["refusal_accuracy"] == 1.0  # the unanswerable question after it was still asked
+    assert len(fake_llm.chat_requests) == 3
+
+
 def test_eval_file_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(SFTError, match="lorebot sft dataset"):
         load_items(tmp_path / "missing.jsonl", limit=0, seed=1)

@@ -34,7 +34,7 @@ from langchain_openai import ChatOpenAI
 from bot.answer.citations import is_not_found, resolve_citations, strip_markers
 from bot.answer.prompt import CONDENSE_PROMPT, NOT_FOUND_ANSWER, build_messages
 from bot.domain import Answer, AnswerDelta, Passage, Turn
-from bot.errors import AnswerError, ConfigError, InvalidQuestion
+from bot.errors import AnswerError, ConfigError, EmptyAnswer, InvalidQuestion
 from bot.settings import Settings
 from bot.streaming import final_answer
 from bot.validation import question_text
@@ -239,7 +239,7 @@ class Answerer:
         timings["llm_ms"] = _ms_since(started)
         text = "".join(pieces).strip()
         if not text:
-            raise AnswerError("the language model returned an empty answer")
+            raise EmptyAnswer("the language model returned an empty answer")
         log.info(
             "generated answer chars=%d passages=%d llm_ms=%.0f first_token_ms=%.0f",
             len(text), len(grounding.passages), timings["llm_ms"], timings["first_token_ms"],

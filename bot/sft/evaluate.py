@@ -20,7 +20,7 @@ import math
 import random
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from bot.answer.citations import is_not_found, resolve_citations, strip_markers
 from bot.answer.prompt import build_messages
 from bot.domain import Answer, Passage, Question
 from bot.embeddings import Embedder
+from bot.errors import EmptyAnswer
 from bot.service import Lorebot
 from bot.settings import Settings
 from bot.sft import metrics
@@ -79,6 +80,16 @@ class Prediction:
             tuple(c.source_uri for c in answer.citations),
             answer.timings.get("first_token_ms"),
         )
+
+    @classmethod
+    async def timed(cls, item: QAItem, answering: Awaitable[Answer]) -> Prediction:
+        """The prediction of ``answering``, timed; an empty reply is scored as a wrong answer (neither a refusal
+        nor a citation) instead of ending the whole evaluation."""
+        started = time.perf_counter()
+        try:
+            return cls.of(item, await answering, started)
+        except EmptyAnswer:
+            return cls(item, "", (time.perf_counter() - started) * 1000, ())
 
 
 class StoredPassages:
@@ -139,8 +150,7 @@ async def predict(settings: Settings, target: Target, items: Sequence[QAItem], c
     answerer = Answerer(target_settings, StoredPassages(items))
     predictions = []
     for number, item in enumerate(items, start=1):
-        started = time.perf_counter()
-        predictions.append(Prediction.of(item, await answerer.answer(item.question, [EVAL_SCOPE]), started))
+        predictions.append(await Prediction.timed(item, answerer.answer(item.question, [EVAL_SCOPE])))
         if number % 10 == 0:
             log.info("%s: %d/%d answered", target.label, number, len(items))
     return predictions
@@ -390,5 +400,4 @@ async def evaluate_loop(
 
 
 async def _ask(bot: Lorebot, scope: str, item: QAItem) -> Prediction:
-    started = time.perf_counter()
-    return Prediction.of(item, await bot.ask(Question(item.question, LOOP_ACTOR, (scope,))), started)
+    return await Prediction.timed(item, bot.ask(Question(item.question, LOOP_ACTOR, (scope,))))
