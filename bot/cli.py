@@ -267,14 +267,33 @@ def doctor(
 
 @app.command("local-llm")
 def local_llm(
-    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1")] = None,
-    adapter: Annotated[Path | None, typer.Option(help="PEFT LoRA adapter folder")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: LOCAL_LLM_PORT)")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default: LOCAL_LLM_HOST)")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="HF folder or .gguf file (default: LOCAL_LLM_MODEL_PATH, else Gemma 3 270M)")
+    ] = None,
+    adapter: Annotated[
+        Path | None,
+        typer.Option(help="PEFT LoRA adapter folder (default: LOCAL_LLM_ADAPTER_PATH, else the shipped one)"),
+    ] = None,
+    no_adapter: Annotated[bool, typer.Option("--no-adapter", help="Serve the base model alone")] = False,
+    served_model_name: Annotated[
+        str | None, typer.Option(help="The model name clients ask for (default: LLM_MODEL)")
+    ] = None,
 ) -> None:
     """Serve the embedded local model on an OpenAI-compatible endpoint in the foreground."""
-    from bot.local_llm.server import serve as serve_local_llm
+    from bot.local_llm.server import load_served_model, serve
 
     settings = load_settings()
-    serve_local_llm(settings, port=port, adapter_path=adapter)
+    loading = asyncio.to_thread(
+        load_served_model,
+        settings,
+        model_path=model,
+        adapter_path=adapter,
+        use_adapter=not no_adapter,
+        served_model_name=served_model_name,
+    )
+    serve(run_core(loading), settings, host=host, port=port)
 
 
 def _mount_sft() -> None:
@@ -285,3 +304,6 @@ def _mount_sft() -> None:
 
 _mount_sft()
 app.command("report")(desk_report)
+
+if __name__ == "__main__":  # ``python -m bot.cli``: how the launcher runs ``local-llm`` with this interpreter
+    app()

@@ -5,6 +5,7 @@ One slow test runs the real packaged Gemma 3 270M end to end through the Answere
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -15,8 +16,10 @@ import openai
 import pytest
 
 from bot.errors import ConfigError
+from bot.local_llm.chat_template import CHAT_TEMPLATE
 from bot.local_llm.launcher import start_local_llm
 from bot.local_llm.model import LocalModel, StopFilter, load_local_model
+from bot.local_llm.modeling import dequantized_cache, model_location
 from tests.fixtures.net import unused_port
 
 
@@ -160,8 +163,29 @@ def test_lora_adapter_is_loaded_and_changes_the_model(tiny_model_dir: Path, tmp_
 
 
 def test_missing_model_path_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="no model at"):
+    with pytest.raises(ConfigError, match="model not found"):
         load_local_model(tmp_path / "nope", name="x")
+
+
+def test_a_gguf_with_a_dequantized_copy_beside_it_is_loaded_from_the_copy(tiny_model_dir: Path, tmp_path: Path) -> None:
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF not really: only the copy can be loaded")
+    assert model_location(str(gguf)) == (str(tmp_path), {"gguf_file": "tiny.gguf"})
+    shutil.copytree(tiny_model_dir, dequantized_cache(gguf))
+    assert model_location(str(gguf)) == (str(dequantized_cache(gguf)), {})
+    local = load_local_model(gguf, name="tiny")
+    assert local.tokenizer.chat_template == CHAT_TEMPLATE
+
+
+def test_the_command_line_reports_a_missing_model_and_exits_1(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(app, ["local-llm", "--model", str(tmp_path / "nope"), "--no-adapter"])
+    assert result.exit_code == 1
+    assert "error: model not found" in result.output
 
 
 def test_launcher_starts_a_server_subprocess_and_stops_it(settings, tiny_model_dir: Path) -> None:
@@ -177,7 +201,7 @@ def test_launcher_starts_a_server_subprocess_and_stops_it(settings, tiny_model_d
 
 def test_launcher_reports_a_server_that_cannot_start_with_its_log(settings, tmp_path: Path) -> None:
     settings = settings.model_copy(update={"local_llm_use_adapter": False})
-    with pytest.raises(ConfigError, match=r"exited with code [^0](.|\n)*no model at"):
+    with pytest.raises(ConfigError, match=r"exited with code [^0](.|\n)*model not found"):
         start_local_llm(settings, model_path=tmp_path / "missing-model", port=0)
 
 

@@ -225,7 +225,7 @@ def test_dataset_card_counts_sources_languages_and_lengths(tmp_path: Path, tiny_
 
 
 def test_real_squad_and_cmrc_build_with_token_lengths(tmp_path: Path, shared_dir: Path, tiny_model_dir: Path) -> None:
-    from bot.sft.modeling import load_tokenizer
+    from bot.local_llm.modeling import load_tokenizer
 
     qa = shared_dir / "data" / "qa"
     config = _config(

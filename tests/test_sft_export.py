@@ -37,7 +37,7 @@ def test_export_copies_the_adapter_and_names_its_rank_for_vllm(
 
 
 def test_serving_template_renders_like_the_training_template(tiny_model_dir: Path) -> None:
-    from bot.sft.modeling import load_tokenizer
+    from bot.local_llm.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(str(tiny_model_dir))
     messages = [

@@ -42,7 +42,7 @@ def test_loss_mask_keeps_only_assistant_tokens(tiny_train_config: TrainConfig) -
 
 
 def test_supervised_logits_loss_equals_the_full_loss(tiny_model_dir: Path) -> None:
-    from bot.sft.modeling import load_model
+    from bot.local_llm.modeling import load_model
 
     model = load_model(str(tiny_model_dir))
     torch.manual_seed(1)
@@ -58,7 +58,7 @@ def test_supervised_logits_loss_equals_the_full_loss(tiny_model_dir: Path) -> No
 def test_a_right_padded_batch_scores_each_example_as_if_alone(tiny_model_dir: Path) -> None:
     """The padding mask is dropped for right padding (see model_inputs); the real tokens' loss must not change,
     also where the padding runs past the sliding window (64 in the tiny model)."""
-    from bot.sft.modeling import load_model
+    from bot.local_llm.modeling import load_model
 
     model = load_model(str(tiny_model_dir))
     torch.manual_seed(2)
@@ -87,7 +87,7 @@ def test_the_padding_mask_is_kept_unless_the_padding_is_on_the_right() -> None:
 
 
 def test_a_batch_with_nothing_supervised_has_zero_loss(tiny_model_dir: Path) -> None:
-    from bot.sft.modeling import load_model
+    from bot.local_llm.modeling import load_model
 
     model = load_model(str(tiny_model_dir))
     input_ids = torch.randint(10, 500, (2, 16))

@@ -123,7 +123,7 @@ def start_local_llm(
     adapter_path: Path | None = None,
     port: int | None = None,
 ) -> LocalLLM:
-    """Start ``python -m bot.local_llm.server`` and wait for ``/health``.
+    """Start ``lorebot local-llm`` (as ``python -m bot.cli``, this interpreter) and wait for ``/health``.
 
     ``port=None`` uses ``local_llm_port`` (or a free port when that one is taken); ``port=0`` picks a free one.
     Raises :class:`ConfigError` with the tail of the server's log when it exits or is not healthy within
@@ -139,15 +139,15 @@ def start_local_llm(
     model = model_path or default_model_path(settings)
     adapter = adapter_path or default_adapter_path(settings)
     name = settings.llm_model
-    command = [sys.executable, "-m", "bot.local_llm.server", "--host", host, "--port", str(port)]
-    command += ["--model", str(model), "--served-model-name", name, "--log-level", settings.log_level]
+    command = [sys.executable, "-m", "bot.cli", "local-llm", "--host", host, "--port", str(port)]
+    command += ["--model", str(model), "--served-model-name", name]
     command += ["--adapter", str(adapter)] if adapter else ["--no-adapter"]
 
     log_dir = settings.data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"local-llm-{port}.log"
     log_file = log_path.open("wb")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "LOG_LEVEL": settings.log_level}
     process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
     server = LocalLLM(process, f"http://{host}:{port}/v1", name, log_path, log_file)
     log.info("starting local model server pid=%d port=%d model=%s adapter=%s", process.pid, port, model, adapter)

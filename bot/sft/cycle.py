@@ -209,8 +209,8 @@ def _redacted(example: Example, enabled: bool) -> Example:
 
 
 async def _dataset(run: CycleRun, cycle: CycleRow, directory: Path) -> None:
+    from bot.local_llm.modeling import load_tokenizer
     from bot.sft.dataset import build_dataset
-    from bot.sft.modeling import load_tokenizer
 
     records = [r for r in await store.examples(run.pool, cycle.id) if r.get("liked", True)]
     examples = [Example(tuple(r["messages"]), r["source"], r["group"], lang=r["lang"]) for r in records]

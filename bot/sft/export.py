@@ -145,7 +145,7 @@ def _write_base_config(base_model: str, folder: Path) -> None:
     """The base model's ``config.json`` alone: all the converter reads from ``--base``."""
     from transformers import AutoConfig
 
-    from bot.sft.modeling import model_location
+    from bot.local_llm.modeling import model_location
 
     location, kwargs = model_location(base_model)
     config = AutoConfig.from_pretrained(location, **kwargs)

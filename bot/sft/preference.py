@@ -41,7 +41,7 @@ def train_kto(
     from peft import PeftModel
     from trl import KTOConfig, KTOTrainer
 
-    from bot.sft.modeling import load_model, load_tokenizer, pick_device
+    from bot.local_llm.modeling import load_model, load_tokenizer, pick_device
 
     records = kto_records(examples)
     if not any(r["label"] for r in records) or all(r["label"] for r in records):

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bot.local_llm.modeling import load_model, load_tokenizer, pick_device
 from bot.sft.config import TrainConfig
 from bot.sft.errors import SFTError
-from bot.sft.modeling import load_model, load_tokenizer, pick_device
 
 log = logging.getLogger(__name__)
 
