@@ -271,8 +271,8 @@ def evaluate_in_process(
     Latency is the batch time divided by the batch size, not a per-request latency."""
     from peft import PeftModel
 
+    from bot.local_llm.modeling import load_model, load_tokenizer
     from bot.sft.generate import generate_batched
-    from bot.sft.modeling import load_model, load_tokenizer
 
     items = load_items(config.eval_file, limit=config.limit, seed=config.seed)
     conversations = [build_messages(item.question, item.passages) for item in items]
