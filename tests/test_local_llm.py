@@ -6,8 +6,6 @@ One slow test runs the real packaged Gemma 3 270M end to end through the Answere
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from bot.local_llm.chat_template import CHAT_TEMPLATE
 from bot.local_llm.launcher import start_local_llm
 from bot.local_llm.model import LocalModel, StopFilter, load_local_model
 from bot.local_llm.modeling import dequantized_cache, model_location
-from tests.fixtures.net import unused_port
+from tests.fixtures.net import running_app
 
 
 @pytest.fixture(scope="module")
@@ -31,21 +29,10 @@ def tiny_model(tiny_model_dir: Path) -> LocalModel:
 @pytest.fixture(scope="module")
 def server_url(tiny_model: LocalModel) -> Iterator[str]:
     """The real server app on uvicorn in a thread (real HTTP)."""
-    import uvicorn
-
     from bot.local_llm.server import create_app
 
-    port = unused_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(tiny_model), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with running_app(create_app(tiny_model)) as url:
+        yield url
 
 
 @pytest.fixture

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -34,7 +32,7 @@ from bot.sft.registry import ServingTarget, promote, rollback
 from bot.storage import adapters as registry
 from bot.storage import cycles
 from tests.fixtures.llm import FakeLLM
-from tests.fixtures.net import unused_port
+from tests.fixtures.net import running_app, unused_port
 
 ANSWER = "Zorb"
 WRONG = "Vault"  # what the shipped adapter is trained to answer (it learns to start with "V": wrong, not empty)
@@ -64,23 +62,13 @@ SQUAD = {
 @pytest.fixture
 def local_server(tiny_model_dir: Path) -> Iterator[str]:
     """The real local model server (tiny model, no adapter yet, served as ``lorebot``) on uvicorn in a thread."""
-    import uvicorn
 
     from bot.local_llm.model import load_local_model
     from bot.local_llm.server import create_app
 
-    port = unused_port()
     model = load_local_model(tiny_model_dir, name="lorebot")
-    server = uvicorn.Server(uvicorn.Config(create_app(model), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(10)
+    with running_app(create_app(model)) as url:
+        yield f"{url}/v1"
 
 
 async def _train_shipped(

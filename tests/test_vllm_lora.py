@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from bot.sft.lora_runtime import LoraRuntime, ServingError
-from tests.fixtures.net import unused_port
+from tests.fixtures.net import running_app, unused_port
 
 
 class FakeVLLM:
@@ -102,26 +100,6 @@ def fake_vllm(request: pytest.FixtureRequest) -> Iterator[FakeVLLM]:
     """A running fake vLLM; parametrize indirectly with the keyword arguments of :class:`FakeVLLM`."""
     with running_fake_vllm(FakeVLLM(**getattr(request, "param", {}))) as fake:
         yield fake
-
-
-@contextlib.contextmanager
-def running_app(app: Starlette) -> Iterator[str]:
-    """Serve ``app`` with uvicorn in a thread on a free loopback port; yields its ``http://127.0.0.1:PORT``."""
-    import uvicorn
-
-    port = unused_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the fake server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @contextlib.contextmanager
