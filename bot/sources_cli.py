@@ -107,6 +107,7 @@ def sync(
     as_json: JsonOption = False,
 ) -> None:
     """Sync one source now, or (no id) every scheduled source that is due: for cron and Kubernetes CronJobs."""
+    from bot.notices import webhook_notifier
     from bot.runtime import running_service
     from bot.sources.scheduler import sync_due
 
@@ -115,7 +116,7 @@ def sync(
     async def run() -> list[SyncReport]:
         async with running_service(settings, with_llm=False) as service:
             if source_id is None:
-                return await sync_due(service.sources)
+                return await sync_due(service.sources, webhook_notifier(settings.admin_webhooks))
             counts: Counter[str] = Counter()
             with Progress(
                 SpinnerColumn(),

@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 from bot.domain import Actor, Question
 from bot.embeddings import Embedder
 from bot.errors import NotFound, StorageError
+from bot.notices import Notice
 from bot.service import Lorebot
 from bot.settings import Settings
 from bot.sft.cli import sft_app
 from bot.sft.lora_runtime import LoraRuntime, ServingError
-from bot.sft.notice import Notice
 from bot.sft.registry import ServingTarget, promote, rollback
 from bot.storage import adapters as store
 from tests.test_vllm_lora import FakeVLLM, running_app, running_fake_vllm

@@ -16,11 +16,12 @@ from bot.access import AuditTrail
 from bot.domain import Actor
 from bot.errors import PermissionDenied
 from bot.ingest.pipeline import Ingestor
+from bot.notices import Notice
 from bot.retrieval import Retriever
 from bot.settings import Settings
 from bot.sources.manager import SourceManager
-from bot.sources.model import SourceError, SourceOptions, SyncReport
-from bot.sources.scheduler import scheduling_sources, sync_due
+from bot.sources.model import SourceError, SourceOptions, SyncCounts, SyncReport
+from bot.sources.scheduler import scheduling_sources, sync_due, sync_notice
 from bot.storage import documents
 from bot.storage import sources as store
 from bot.storage.pool import open_pool
@@ -307,10 +308,27 @@ async def test_the_serve_scheduler_syncs_a_due_source_in_the_background(
 ) -> None:
     write(tmp_path / "hours.md", "# Hours\n\nOpen from nine to five.\n")
     source = await manager.add(ADMIN, "folder", str(tmp_path), every="1h")
-    async with scheduling_sources(manager, tick_s=0.05):
+    notices: list[Notice] = []
+
+    async def notify(notice: Notice) -> None:
+        notices.append(notice)
+
+    async with scheduling_sources(manager, tick_s=0.05, notify=notify):
         async with asyncio.timeout(60):
             while (await manager.get(ADMIN, source.id)).last_status == "never":
                 await asyncio.sleep(0.05)
     synced = await manager.get(ADMIN, source.id)
     assert (synced.last_status, synced.documents) == ("ok", 1)
     assert await titles(pool) == ["Hours"]
+    [notice] = notices  # the admins hear of the sync that changed the knowledge base, once
+    assert notice.title == f"Lorebot synced source #{source.id}: ok"
+    assert notice.lines == ("1 added, 0 updated, 0 unchanged, 0 removed, 0 failed.",)
+
+
+def test_a_scheduled_sync_that_changed_nothing_notifies_nobody_and_a_failed_one_says_why() -> None:
+    quiet = SyncReport(3, "ok", SyncCounts(unchanged=4))
+    failed = SyncReport(3, "failed", SyncCounts(), failures=(("https://docs.example/a", "HTTP 500"),), error="down")
+    assert sync_notice(quiet) is None
+    notice = sync_notice(failed)
+    assert notice is not None and notice.title == "Lorebot synced source #3: failed"
+    assert notice.lines[1:] == ("down", "https://docs.example/a: HTTP 500")

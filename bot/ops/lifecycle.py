@@ -28,6 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from bot.background import repeating
 from bot.inflight import InFlight
+from bot.notices import webhook_notifier
 from bot.ops.health import HealthServer
 from bot.ops.metrics import Metrics
 from bot.runtime import llm_endpoint
@@ -57,7 +58,9 @@ async def run_service(settings: Settings, connector: Connector) -> None:
             service = await Lorebot.start(settings, observer=metrics)
             stack.push_async_callback(service.close)
             await stack.enter_async_context(pruning_events(service.pool))
-            await stack.enter_async_context(scheduling_sources(service.sources))
+            await stack.enter_async_context(
+                scheduling_sources(service.sources, notify=webhook_notifier(settings.admin_webhooks))
+            )
             inflight = InFlight()
             if settings.health_port:
                 health = HealthServer(settings, service.pool, metrics, draining=lambda: not inflight.accepting)

@@ -196,7 +196,7 @@ def _actor() -> str:
 
 def _notify(settings: Settings) -> Any:
     """The admin-notice hook from ``ADMIN_WEBHOOKS`` (None when unset)."""
-    from bot.sft.announce import webhook_notifier
+    from bot.notices import webhook_notifier
 
     return webhook_notifier(settings.admin_webhooks)
 

@@ -4,21 +4,11 @@ the gate measured. Delivery (Slack, Discord) renders :class:`Notice`; nothing he
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from bot.notices import Notice
 from bot.sft.gate import LOWER_IS_BETTER, points
 from bot.storage.adapters import AdapterRow
 
 SHOWN = ("token_f1", "gold_cited", "refusal_accuracy", "false_refusal", "wrong_refusal")
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    title: str
-    lines: tuple[str, ...]
-
-    def text(self) -> str:
-        return "\n".join([self.title, *self.lines])
 
 
 def serving_notice(action: str, previous: AdapterRow | None, current: AdapterRow) -> Notice:

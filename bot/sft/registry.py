@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from bot.notices import Notify
 from bot.settings import Settings
 from bot.sft.lora_runtime import LoraRuntime
-from bot.sft.notice import Notice, serving_notice
+from bot.sft.notice import serving_notice
 from bot.storage import adapters as store
 from bot.storage.adapters import AdapterRow
 
 log = logging.getLogger(__name__)
 
 SERVING_LINK = Path("adapters") / "serving"
-
-Notify = Callable[[Notice], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)

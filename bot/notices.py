@@ -1,19 +1,33 @@
-"""Delivering admin notices (:class:`~bot.sft.notice.Notice`) to Slack and Discord incoming webhooks.
+"""Admin notices: a platform-neutral :class:`Notice` (a new adapter serves, a scheduled source sync changed the
+knowledge base) and its delivery to Slack and Discord incoming webhooks.
 
 ``ADMIN_WEBHOOKS`` lists ``slack=URL`` and ``discord=URL`` entries; each platform gets the notice in its own
 webhook format (Slack ``text`` with a bold title, Discord ``content`` within its 2000-character limit). A webhook
-that fails is logged and skipped: the adapter already serves, and a lost notice must not undo that.
+that fails is logged and skipped: what the notice reports already happened, and a lost notice must not undo it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import httpx
 
 from bot.errors import ConfigError
-from bot.sft.notice import Notice
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    title: str
+    lines: tuple[str, ...]
+
+    def text(self) -> str:
+        return "\n".join([self.title, *self.lines])
+
+
+Notify = Callable[[Notice], Awaitable[None]]
+"""Where notices go: a :class:`WebhookNotifier`, or any coroutine function taking a notice."""
 
 log = logging.getLogger(__name__)
 
