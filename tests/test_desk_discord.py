@@ -1,10 +1,12 @@
 """The support desk on Discord over the wire (real discord.py against the fake Discord): ``/kb report`` embeds
-within Discord's limits, question text for admins only; the embeds' limits on a hostile report."""
+within Discord's limits, question text for admins only; the embeds' limits on a hostile report; channel modes,
+``/desk handover`` with channel and role options, hand-over and "Save as answer" cited by the next asker."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from bot.desk.policy import HandoverTarget
 from bot.desk.report import CitedDocument, Report, Topic
 from bot.domain import Actor, Question
 from connectors.discord.client import LorebotClient
@@ -109,6 +111,10 @@ def _answers(world: DiscordWorld) -> list[dict]:
     return [m for m in world.fake.messages.values() if m.get("components") and m["author"]["id"] == world.fake.bot.id]
 
 
+def _answers_in(world: DiscordWorld, channel: str) -> list[dict]:
+    return [m for m in _answers(world) if m["channel_id"] == channel]
+
+
 def _posts_in(world: DiscordWorld, channel: str) -> list[dict]:
     return [
         m for m in world.fake.messages.values() if m["channel_id"] == channel and m["author"]["id"] == world.fake.bot.id
@@ -182,3 +188,77 @@ async def _save_as_answer(fake, message: dict, user) -> dict:
         "guild_id": fake.guild_id,
     }
     return await fake._interact(2, data, user)
+
+
+async def test_desk_handover_takes_a_channel_and_a_role_from_the_command_options(world: DiscordWorld) -> None:
+    fake = world.fake
+    support, nurses = fake.add_channel("nurses"), fake.add_role("nurses")
+    options = [{"name": "channel", "type": 7, "value": support}, {"name": "role", "type": 8, "value": nurses}]
+    async with running_bot(world):
+        refused = await fake.slash("desk", options, subcommand="handover")
+        reply = await fake.wait_for_call("POST", rf"/interactions/\d+/{refused['token']}/callback")
+        assert "only knowledge-base admins" in reply.body["data"]["content"]
+        assert (await world.service.desk.scope_desk("default", "discord")).target is None
+
+        allowed = await fake.slash("desk", options, subcommand="handover", user=fake.admin)
+        reply = await fake.wait_for_call("POST", rf"/interactions/\d+/{allowed['token']}/callback")
+        assert f"hand-over <#{support}> (<@&{nurses}>)." in reply.body["data"]["content"]
+        assert reply.body["data"]["allowed_mentions"]["parse"] == []
+        assert (await world.service.desk.scope_desk("default", "discord")).target == HandoverTarget(support, nurses)
+
+        no_role = await fake.slash("desk", options[:1], subcommand="handover", user=fake.admin)
+        reply = await fake.wait_for_call("POST", rf"/interactions/\d+/{no_role['token']}/callback")
+        assert f"hand-over <#{support}>." in reply.body["data"]["content"]
+    assert (await world.service.desk.scope_desk("default", "discord")).target == HandoverTarget(support, "")
+
+
+async def test_threads_mode_answers_follow_ups_in_the_bots_threads_only(world: DiscordWorld) -> None:
+    fake, service = world.fake, world.service
+    await service.add_text(SEEDER, HOURS, title="Clinic hours")
+    world.llm.reply("Monday to Friday, 8am to 6pm [1].")
+    async with running_bot(world, message_content_intent=True, reply_in_thread=True):
+        question = await fake.post_as_user("When is the clinic open?", mention_bot=True)
+        thread = await fake.wait_for(lambda: fake.threads.get(question["id"]))
+        await fake.wait_for(lambda: _answers_in(world, thread["id"]), timeout=30)
+
+        await service.desk.set_policy(SEEDER, "discord", fake.guild_id, fake.channel_id, mode="threads")
+        elsewhere = await fake.start_user_thread("Parking")
+        await fake.post_as_user("Where do visitors park?", channel_id=elsewhere["id"], mention_bot=True)
+        await fake.post_as_user("Is the clinic open at Easter?", mention_bot=True)
+        await fake.post_as_user("And on Saturdays?", channel_id=thread["id"])  # a follow-up needs no mention
+        await fake.wait_for(lambda: _answers_in(world, thread["id"])[1:], timeout=30)
+
+    assert _posts_in(world, elsewhere["id"]) == [] and _posts_in(world, fake.channel_id) == []
+    assert set(fake.threads) == {thread["id"], elsewhere["id"]}
+    asked = str(world.llm.chat_requests)
+    assert "And on Saturdays?" in asked and "visitors park" not in asked and "Easter" not in asked
+
+
+async def test_a_saved_answer_is_cited_when_the_same_question_is_asked_again(world: DiscordWorld) -> None:
+    fake, service = world.fake, world.service
+    support = fake.add_channel("nurses")
+    await service.desk.set_policy(SEEDER, "discord", fake.guild_id, fake.channel_id, mode="questions")
+    await service.desk.set_handover(SEEDER, "default", support, fake.admin_role_id)
+    question = "Can I bring my dog to the clinic?"
+    async with running_bot(world, message_content_intent=True):
+        await fake.post_as_user(question)
+        post = (await fake.wait_for(lambda: _posts_in(world, support), timeout=30))[0]
+        assert "not found in the knowledge base" in post["content"]
+        assert world.llm.chat_requests == []  # nothing retrieved, nothing asked of the model
+
+        reply = "Only guide dogs are allowed inside the clinic."
+        answer = await fake.post_as_user(reply, user=fake.admin, channel_id=support, reply_to=post)
+        saving = await _save_as_answer(fake, answer, fake.admin)
+        done = await fake.wait_for_call("POST", rf"/webhooks/\d+/{saving['token']}", timeout=30)
+        assert done.body["content"].startswith("Saved as an answer")
+
+        world.llm.reply("Only guide dogs are allowed [1].")
+        again = await fake.post_as_user(question, user=fake.admin)
+        cited = await fake.wait_for(
+            lambda: [m for m in _answers_in(world, fake.channel_id) if m["content"].startswith("Only guide dogs")],
+            timeout=30,
+        )
+    assert cited[0]["message_reference"]["message_id"] == again["id"]
+    sources = next(e for e in cited[0]["embeds"] if e["title"] == "Sources")
+    assert sources["description"].startswith(f"**[1]** {question}")
+    assert reply in str(world.llm.chat_requests[-1])

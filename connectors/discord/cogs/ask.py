@@ -98,14 +98,15 @@ class AskCog(commands.Cog):
         guild_id = message.guild.id if message.guild else None
         if guild_id is None:
             return conversation_key(None, message.channel, None)
-        if isinstance(message.channel, discord.Thread):
+        text = question_text(message, self.bot.user)
+        if isinstance(message.channel, discord.Thread):  # in `threads` mode only threads the bot is in
             key = conversation_key(guild_id, message.channel, message.channel.id)
-            if mentioned or self._replies_to_me(message) or await self.service.knows_conversation(key):
-                return key
-            return None
+            known = self._replies_to_me(message) or await self.service.knows_conversation(key)
+            wanted = await desk_wants(self.service, message, text, mentioned=mentioned, in_bot_thread=known)
+            return key if wanted else None
         if self._replies_to_me(message):
             return conversation_key(guild_id, message.channel, await reply_chain_root(message))
-        if await desk_wants(self.service, message, question_text(message, self.bot.user), mentioned):
+        if await desk_wants(self.service, message, text, mentioned=mentioned, in_bot_thread=False):
             return conversation_key(guild_id, message.channel, message.id)
         return None
 
