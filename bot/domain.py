@@ -44,13 +44,32 @@ class ConversationKey:
 
 
 @dataclass(frozen=True, slots=True)
+class Place:
+    """Where something was said, in the platform's own ids. The core decides what follows from it: the knowledge
+    scopes of the place (``SCOPE_MAP``) and whether its event was delivered before."""
+
+    platform: str
+    workspace: str = ""
+    channel: str = ""
+    """The channel whose knowledge applies; for a Discord thread, the channel the thread lives in."""
+    event_id: str = ""
+    """The platform's id of this delivery (a Slack event id, a Discord message, a client's request id): the core
+    answers the first delivery only. Empty where nothing is ever delivered twice (slash commands, the terminal)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Question:
-    """A question put to the knowledge base, limited to ``scopes``."""
+    """A question put to the knowledge base, asked at ``place`` and limited to ``scopes``.
+
+    Adapters name the place; the core resolves its scopes (:meth:`bot.service.Lorebot.accept`). Explicit
+    ``scopes`` are for callers that choose them, such as the CLI's ``--scope``.
+    """
 
     text: str
     actor: Actor
-    scopes: tuple[str, ...]
+    scopes: tuple[str, ...] = ()
     conversation: ConversationKey | None = None
+    place: Place | None = None
 
 
 @dataclass(frozen=True, slots=True)

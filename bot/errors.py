@@ -92,6 +92,12 @@ class RateLimited(LorebotError):
         self.retry_after = retry_after
 
 
+class Redelivered(LorebotError):
+    """The platform delivered this event before (a retry, a second replica): it is answered once, elsewhere."""
+
+    reason = "already received"
+
+
 class ShuttingDown(LorebotError):
     """The process is draining for a restart; the request should be retried (another replica takes it)."""
 

@@ -7,11 +7,13 @@ or workspace never falls back to another one's entry.
 
 from __future__ import annotations
 
+from bot.domain import Place
 from bot.settings import Settings
 
 
-def resolve_scopes(settings: Settings, platform: str, workspace: str = "", channel: str = "") -> tuple[str, ...]:
-    candidates = [f"{platform}:{workspace}:{channel}", f"{platform}:{workspace}", platform]
+def resolve_scopes(settings: Settings, place: Place) -> tuple[str, ...]:
+    platform, workspace = place.platform, place.workspace
+    candidates = [f"{platform}:{workspace}:{place.channel}", f"{platform}:{workspace}", platform]
     for key in candidates:
         scopes = settings.scope_map.get(key)
         if scopes:

@@ -2,6 +2,7 @@
 
 It ties the stages together (ingest → store, retrieve → answer → record) and enforces what every platform must
 get right the same way: admin checks and the audit log, scope resolution, per-user rate limits, event dedupe.
+Adapters hand it a :class:`~bot.domain.Place` (and the platform's facts about the actor); it decides the rest.
 Build it with :meth:`Lorebot.start` from the entry point and close it on shutdown.
 """
 
@@ -29,11 +30,12 @@ from bot.domain import (
     Document,
     IngestResult,
     Passage,
+    Place,
     Question,
     Score,
 )
 from bot.embeddings import Embedder, LazyEmbedder
-from bot.errors import AnswerError, IngestError, LorebotError, NotFound
+from bot.errors import AnswerError, IngestError, LorebotError, NotFound, Redelivered
 from bot.ingest.fetch import redact_credentials
 from bot.ingest.loaders import check_readable
 from bot.ingest.pipeline import Ingestor, IngestSource, TextSource
@@ -47,7 +49,7 @@ from bot.storage import conversations, documents, events, feedback
 from bot.storage.migrate import migrate
 from bot.storage.pool import open_pool, resolve_database_url
 from bot.streaming import final_answer
-from bot.validation import check_actor, checked_question, clean_text, question_text
+from bot.validation import check_actor, check_label, checked_question, clean_text, question_text
 
 if TYPE_CHECKING:
     from bot.answer.chain import Answerer
@@ -113,9 +115,27 @@ class Lorebot:
 
     # --- asking -------------------------------------------------------------------------------------
 
-    def scopes_for(self, platform: str, workspace: str = "", channel: str = "") -> tuple[str, ...]:
-        """The knowledge scopes a place may answer from (most specific ``scope_map`` entry, else default)."""
-        return resolve_scopes(self.settings, platform, workspace, channel)
+    def scopes_at(self, place: Place) -> tuple[str, ...]:
+        """The knowledge scopes ``place`` answers from (most specific ``scope_map`` entry, else the default): what
+        a question there searches and where an admin command there adds, lists or removes."""
+        return resolve_scopes(self.settings, place)
+
+    async def accept(self, question: Question) -> Question:
+        """``question`` as the core answers it: its scopes resolved from its place (unless it names them) and its
+        place's event claimed. Raises :class:`Redelivered` for an event delivered before (any process, any
+        restart), ``InvalidInput`` for place ids that are not valid ids.
+
+        :meth:`stream` accepts every question itself; an adapter that shows something before answering (a
+        placeholder, a new thread) accepts first, so a re-delivery shows nothing. The accepted question names its
+        scopes and has no event left to claim, so accepting it again changes nothing."""
+        place = question.place
+        if place is None:
+            return question
+        for part in ("platform", "workspace", "channel"):
+            check_label(getattr(place, part), f"place's {part}")
+        if not await self.first_delivery(place):
+            raise Redelivered(f"event {place.event_id} on {place.platform} was delivered before")
+        return replace(question, scopes=question.scopes or self.scopes_at(place), place=replace(place, event_id=""))
 
     async def ask(self, question: Question) -> Answer:
         """Answer completely; raises :class:`~bot.errors.RateLimited`, ``AnswerError``, ``RetrievalError``."""
@@ -125,10 +145,13 @@ class Lorebot:
         """Stream the answer as :class:`AnswerDelta` pieces, then the recorded :class:`Answer`.
 
         The question is validated first (:func:`bot.validation.checked_question`): ``InvalidQuestion`` or
-        ``InvalidInput`` before any work.
+        ``InvalidInput`` before any work; then rate-limited and accepted (:meth:`accept`): ``Redelivered`` for an
+        event answered before. An event is claimed before it is answered, so a failed answer is not retried by
+        re-delivering it.
         """
         question = checked_question(question)
         self.rate_limiter.check(question.actor.ref)
+        question = await self.accept(question)
         started = time.perf_counter()
         history = await self._history(question.conversation)
         final: Answer | None = None
@@ -202,9 +225,14 @@ class Lorebot:
         await feedback.record(self.pool, message_id, actor, score, clean_text(comment.strip()[:2000]))
         self.observer.rated(score)
 
-    async def claim_event(self, platform: str, event_id: str) -> bool:
-        """True for the first claim of a platform event id, False for every re-delivery (any process)."""
-        return await events.claim(self.pool, platform, event_id)
+    async def first_delivery(self, place: Place) -> bool:
+        """Claim the event of ``place`` for what is not a question (a file shared with the bot): True for its first
+        delivery (or a place without an event id), False for every re-delivery (any process)."""
+        check_label(place.event_id, "place's event id")
+        if not place.event_id or await events.claim(self.pool, place.platform, place.event_id):
+            return True
+        log.info("dropping re-delivered event %s:%s", place.platform, place.event_id)
+        return False
 
     # --- knowledge administration (admin only, audited) --------------------------------------------
     # Titles, names and texts are cleaned and credentials redacted before anything is stored or audited.

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bot.access import AuditTrail, is_admin
-from bot.domain import Actor, Document, IngestResult
+from bot.domain import Actor, Document, IngestResult, Place
 from bot.errors import IngestError, PermissionDenied, RateLimited
 from bot.ratelimit import RateLimiter
 from bot.scopes import resolve_scopes
@@ -75,10 +75,10 @@ def test_most_specific_scope_mapping_wins_and_unmapped_places_use_the_default() 
         default_scope="general",
         scope_map={"slack:T1": ["support"], "slack:T1:C9": ["legal"], "discord:G1": ["docs", "faq"]},
     )
-    assert resolve_scopes(settings, "slack", "T1", "C1") == ("support",)
-    assert resolve_scopes(settings, "slack", "T1", "C9") == ("legal",)
-    assert resolve_scopes(settings, "discord", "G1", "anything") == ("docs", "faq")
-    assert resolve_scopes(settings, "discord", "G2", "anything") == ("general",)
+    assert resolve_scopes(settings, Place("slack", "T1", "C1")) == ("support",)
+    assert resolve_scopes(settings, Place("slack", "T1", "C9")) == ("legal",)
+    assert resolve_scopes(settings, Place("discord", "G1", "anything")) == ("docs", "faq")
+    assert resolve_scopes(settings, Place("discord", "G2", "anything")) == ("general",)
 
 
 def test_rate_limiter_refuses_past_the_limit_and_refills_over_time() -> None:

@@ -340,6 +340,23 @@ async def test_shutdown_lets_an_answer_in_flight_finish_and_refuses_new_question
     assert refusal.body["content"] == "I'm restarting: please ask again in a moment."
 
 
+async def test_a_mention_delivered_twice_opens_one_thread_and_is_answered_once(world: DiscordWorld) -> None:
+    """A second gateway delivery (a resumed session, a second replica) is dropped by the core before any post."""
+    await seed_hours(world.service)
+    world.llm.reply("Saturdays from 10am to 2pm [1].")
+    async with running_bot(world, reply_in_thread=True):
+        question = await world.fake.post_as_user("When is support open on Saturday?", mention_bot=True)
+        await world.fake.dispatch("MESSAGE_CREATE", world.fake.gateway_events[-1][1])
+        thread = await world.fake.wait_for(lambda: world.fake.threads.get(question["id"]))
+        await world.fake.wait_for_call(
+            "PATCH", rf"/channels/{thread['id']}/messages/\d+", lambda c: bool(c.body.get("components")), timeout=30
+        )
+
+    assert len(world.fake.find_calls("POST", rf"/channels/\d+/messages/{question['id']}/threads")) == 1
+    assert len(world.fake.find_calls("POST", rf"/channels/{thread['id']}/messages")) == 1  # one placeholder
+    assert len(world.llm.chat_requests) == 1
+
+
 async def test_mention_with_a_slow_first_token_shows_a_placeholder_within_a_second(
     bot: LorebotClient, world: DiscordWorld
 ) -> None:

@@ -102,6 +102,8 @@ async def test_a_conversation_id_carries_history_to_the_follow_up(api: httpx.Asy
         (b'{"question": "hi", "user": "max\\u0000"}', "user id"),
         (b'{"question": "hi", "conversation": "c\\u00001"}', "conversation"),
         (b'{"question": "hi", "user": "\\udc00"}', "user id"),
+        (b'{"question": "hi", "request_id": "r\\u00001"}', "event id"),
+        (b'{"question": "hi", "request_id": 7}', "request_id"),
         (b'{"question": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "not JSON"),
         (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
     ],
@@ -114,6 +116,19 @@ async def test_malformed_requests_get_400_with_the_reason(
     assert response.status_code == 400
     assert message in response.json()["error"]
     assert fake_llm.chat_requests == []
+
+
+async def test_a_repeated_request_id_is_answered_once_and_then_409(api: httpx.AsyncClient, fake_llm: FakeLLM) -> None:
+    fake_llm.reply("On Saturdays from 10am to 2pm [1].", "On Saturdays from 10am to 2pm [1].")
+    request = {"question": SATURDAY, "user": "max", "request_id": "req-1"}
+
+    first = await api.post("/ask", json=request)
+    repeated = await api.post("/ask", json=request)
+    fresh = await api.post("/ask", json={**request, "request_id": "req-2"})
+
+    assert (first.status_code, repeated.status_code, fresh.status_code) == (200, 409, 200)
+    assert repeated.json()["reason"] == "already received"
+    assert len(fake_llm.chat_requests) == 2
 
 
 async def test_a_body_over_the_size_limit_is_refused_with_413(api: httpx.AsyncClient) -> None:

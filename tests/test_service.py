@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.domain import Actor, Answer, AnswerDelta, ConversationKey, Question
-from bot.errors import AnswerError, IngestError, NotFound, PermissionDenied, RateLimited, UnsafeURLError
+from bot.domain import Actor, Answer, AnswerDelta, ConversationKey, Place, Question
+from bot.errors import (
+    AnswerError,
+    IngestError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    Redelivered,
+    UnsafeURLError,
+)
 from bot.ingest.pipeline import TextSource
 from bot.service import Lorebot
 from bot.settings import Settings
@@ -19,6 +29,7 @@ HOURS = (
     "The support desk is open Monday to Friday from 9am to 6pm and on Saturdays from 10am to 2pm. "
     "It is closed on Sundays."
 )
+SATURDAY = "When is support open on Saturday?"
 
 
 @pytest.fixture
@@ -95,6 +106,70 @@ async def test_other_scopes_are_never_used(service: Lorebot, fake_llm) -> None:
     answer = await service.ask(Question("When is support open on Saturday?", MEMBER, ("legal",)))
     assert not answer.found
     assert await service.search(MEMBER, "support Saturday", ("legal",)) == []
+
+
+async def test_the_core_resolves_a_places_scopes_the_most_specific_mapping_first(
+    settings: Settings, fake_llm, embedder
+) -> None:
+    mapped = {"slack:T1": ["support"], "slack:T1:C9": ["legal"]}
+    settings = settings.model_copy(update={"llm_base_url": fake_llm.base_url, "scope_map": mapped})
+    service = await Lorebot.start(settings, embedder=embedder)
+    try:
+        await _add_hours(service, scope="support")
+        fake_llm.reply("From 10am to 2pm [1].", "From 10am to 2pm [1].")
+
+        in_workspace = await service.ask(Question(SATURDAY, MEMBER, place=Place("slack", "T1", "C1")))
+        in_legal_channel = await service.ask(Question(SATURDAY, MEMBER, place=Place("slack", "T1", "C9")))
+        elsewhere = await service.ask(Question(SATURDAY, MEMBER, place=Place("slack", "T2", "C1")))
+        named = await service.ask(Question(SATURDAY, MEMBER, ("support",), place=Place("slack", "T1", "C9")))
+
+        assert (in_workspace.found, in_legal_channel.found, elsewhere.found, named.found) == (True, False, False, True)
+        assert len(fake_llm.chat_requests) == 2
+        async with service.pool.connection() as conn:
+            rows = await (await conn.execute("SELECT scopes FROM messages ORDER BY id")).fetchall()
+        assert [row[0] for row in rows] == [["support"], ["legal"], ["default"], ["support"]]
+    finally:
+        await service.close()
+
+
+async def test_a_redelivered_event_is_answered_once_even_when_deliveries_race(service: Lorebot, fake_llm) -> None:
+    await _add_hours(service)
+    fake_llm.reply("From 10am to 2pm [1].")
+    place = Place("slack", "T1", "C1", event_id="Ev42")
+
+    outcomes = await asyncio.gather(
+        *(service.ask(Question(SATURDAY, MEMBER, place=place)) for _ in range(3)), return_exceptions=True
+    )
+
+    assert sorted(type(outcome).__name__ for outcome in outcomes) == ["Answer", "Redelivered", "Redelivered"]
+    assert len(fake_llm.chat_requests) == 1
+    with pytest.raises(Redelivered):
+        await service.ask(Question(SATURDAY, MEMBER, place=place))
+    other_platform = await service.ask(Question(SATURDAY, MEMBER, place=Place("discord", "G1", "C1", event_id="Ev42")))
+    assert other_platform.found
+
+
+async def test_an_accepted_question_is_answered_without_claiming_its_event_again(service: Lorebot, fake_llm) -> None:
+    """What an adapter does that shows a placeholder first: accept, then stream the accepted question."""
+    await _add_hours(service)
+    question = Question(SATURDAY, MEMBER, place=Place("slack", "T1", "C1", event_id="Ev7"))
+
+    accepted = await service.accept(question)
+
+    assert accepted.scopes == ("default",) and accepted.place == Place("slack", "T1", "C1")
+    assert await service.accept(accepted) == accepted
+    assert (await service.ask(accepted)).found
+    with pytest.raises(Redelivered):
+        await service.accept(question)
+
+
+async def test_hostile_place_ids_are_refused_before_anything_is_claimed(service: Lorebot) -> None:
+    for place in (Place("slack", "T1", "C1", event_id="Ev\x001"), Place("slack", "T1", "C" * 500, event_id="Ev1")):
+        with pytest.raises(InvalidInput, match="place's"):
+            await service.ask(Question(SATURDAY, MEMBER, place=place))
+    assert await service.first_delivery(Place("slack", event_id="Ev1"))
+    assert not await service.first_delivery(Place("slack", event_id="Ev1"))
+    assert await service.first_delivery(Place("slack"))  # nothing to claim: never a re-delivery
 
 
 async def test_non_admin_cannot_add_or_remove_and_is_audited(service: Lorebot) -> None:

@@ -294,6 +294,21 @@ async def test_admin_file_in_a_dm_is_downloaded_with_the_token_and_ingested(slac
     assert await slack_bot.sql("SELECT title, added_by FROM documents") == [("Onboarding", f"slack:{ADMIN}")]
 
 
+async def test_a_file_share_delivered_twice_is_downloaded_and_ingested_once(slack_bot: SlackBot) -> None:
+    file = slack_bot.slack.add_file("faq.md", b"# FAQ\n\nThe office opens at nine.\n" * 5, mimetype="text/markdown")
+    event = slack_bot.slack.message(
+        "", user=ADMIN, channel=DM, channel_type="im", subtype="file_share", files=[{"id": file.id, "name": file.name}]
+    )
+    payload = slack_bot.slack.event_callback(event)
+    for attempt in range(2):
+        await slack_bot.slack.wait_ack(await slack_bot.slack.send("events_api", payload, retry_attempt=attempt))
+    await slack_bot.slack.wait_for(lambda: slack_bot.slack.calls_to("chat.postMessage"))
+    await slack_bot.idle()
+    assert len(slack_bot.slack.calls_to("chat.postMessage")) == 1
+    assert len(slack_bot.slack.calls_to("files.info")) == 1
+    assert await slack_bot.sql("SELECT count(*) FROM audit_log WHERE action = 'add_file'") == [(1,)]
+
+
 async def test_file_download_answered_with_the_login_page_is_rejected(slack_bot: SlackBot) -> None:
     slack_bot.slack.download_token = "xoxb-some-other-token"  # our token lacks files:read: Slack serves HTML
     file = slack_bot.slack.add_file("notes.txt", b"plain notes " * 20)

@@ -47,6 +47,7 @@ async def stream_answer(
 ) -> Answer:
     """Stream ``question``'s answer onto ``surface``; core errors propagate to the caller's error handler. With
     ``client``, an answer that found nothing is handed over to the scope's support channel, if it has one."""
+    question = await service.accept(question)  # its scopes decide the desk's footer and hand-over
 
     async def progress(text: str) -> None:
         await surface.progress(progress_preview(text))

@@ -1,4 +1,4 @@
-"""Translate Discord's who/where into the core's :class:`Actor`, scopes and :class:`ConversationKey`.
+"""Translate Discord's who/where into the core's :class:`Actor`, :class:`Place` and :class:`ConversationKey`.
 
 A conversation is a thread (its own id is the root) or, in a plain channel, a reply chain rooted at the first
 message; DMs are one conversation per DM channel. Scopes come from the guild and the channel a thread lives in,
@@ -12,8 +12,7 @@ import re
 
 import discord
 
-from bot.domain import Actor, ConversationKey, Platform
-from bot.service import Lorebot
+from bot.domain import Actor, ConversationKey, Place, Platform
 from connectors.discord.settings import DiscordSettings
 
 log = logging.getLogger(__name__)
@@ -54,10 +53,11 @@ def scope_channel_id(channel: object) -> int | None:
     return getattr(channel, "id", None)
 
 
-def scopes_for(service: Lorebot, guild_id: int | None, channel: object) -> tuple[str, ...]:
+def place_of(guild_id: int | None, channel: object, event_id: str = "") -> Place:
+    """Where a message or command happened; the core resolves its scopes (from the thread's parent channel)."""
     channel_id = scope_channel_id(channel)
     channel_ref = "" if channel_id is None else str(channel_id)
-    return service.scopes_for(Platform.DISCORD.value, workspace_of(guild_id), channel_ref)
+    return Place(Platform.DISCORD.value, workspace_of(guild_id), channel_ref, event_id=event_id)
 
 
 def conversation_key(guild_id: int | None, channel: object, root_id: int | None) -> ConversationKey:

@@ -1,9 +1,11 @@
-"""``lorebot serve local``: ``POST /ask {"question", "user", "conversation"?}`` → answer with citations (JSON).
+"""``lorebot serve local``: ``POST /ask {"question", "user", "conversation"?, "request_id"?}`` → answer with
+citations (JSON).
 
-Translation only: JSON → :class:`~bot.domain.Question` → :meth:`Lorebot.ask` → JSON. The core validates the text
-and ids (:mod:`bot.validation`); this module only checks the JSON's shape. Errors use the core's one description
-(:func:`~bot.failures.describe_failure`) and an HTTP status that tells a client whether retrying helps: 400 for
-what the client sent, 503 for an outage, 500 only for a bug.
+Translation only: JSON → :class:`~bot.domain.Question` asked at a :class:`~bot.domain.Place` → :meth:`Lorebot.ask`
+→ JSON. The core resolves the place's scopes, validates the text and ids (:mod:`bot.validation`) and answers a
+``request_id`` once (a repeat gets 409); this module only checks the JSON's shape. Errors use the core's one
+description (:func:`~bot.failures.describe_failure`) and an HTTP status that tells a client whether retrying helps:
+400 for what the client sent, 409 for a request already received, 503 for an outage, 500 only for a bug.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.domain import Actor, ConversationKey, Platform, Question, answer_payload
-from bot.errors import RateLimited
+from bot.domain import Actor, ConversationKey, Place, Platform, Question, answer_payload
+from bot.errors import RateLimited, Redelivered
 from bot.failures import Kind, describe_failure
 from bot.inflight import InFlight
 from bot.service import Lorebot
@@ -44,7 +46,7 @@ class BadRequest(ValueError):
 def build_app(service: Lorebot, inflight: InFlight) -> web.Application:
     async def ask(request: web.Request) -> web.Response:
         try:
-            question = _question(service, await _json_body(request))
+            question = _question(await _json_body(request))
         except BadRequest as e:
             return web.json_response({"error": str(e), "reason": "bad request"}, status=400)
         try:
@@ -85,15 +87,15 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _question(service: Lorebot, body: dict[str, Any]) -> Question:
+def _question(body: dict[str, Any]) -> Question:
     text = body.get("question")
     if not isinstance(text, str):
         raise BadRequest('"question" must be a string')
     user = _label(body, "user", default="anonymous")
     conversation = _label(body, "conversation", default="")
     key = ConversationKey(Platform.LOCAL, WORKSPACE, conversation) if conversation else None
-    actor = Actor(Platform.LOCAL, user, user)
-    return Question(text, actor, service.scopes_for(Platform.LOCAL, WORKSPACE, conversation), key)
+    place = Place(Platform.LOCAL, WORKSPACE, conversation, event_id=_label(body, "request_id", default=""))
+    return Question(text, Actor(Platform.LOCAL, user, user), conversation=key, place=place)
 
 
 def _label(body: dict[str, Any], name: str, *, default: str) -> str:
@@ -104,6 +106,8 @@ def _label(body: dict[str, Any], name: str, *, default: str) -> str:
 
 
 def _failure_response(error: Exception) -> web.Response:
+    if isinstance(error, Redelivered):  # the first request with this id is answered; nothing failed
+        return web.json_response({"error": str(error), "reason": error.reason}, status=409)
     failure = describe_failure(error)
     headers = {"Retry-After": str(max(1, round(error.retry_after)))} if isinstance(error, RateLimited) else None
     body = {"error": failure.user_message, "reason": failure.reason, "error_id": failure.error_id}

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain import Answer, Question
+from bot.errors import Redelivered
 from bot.failures import describe_failure
 from bot.streaming import final_answer
 from connectors.slack import render
@@ -29,7 +30,12 @@ EMPTY_QUESTION_HINT = "Ask me a question after the mention, e.g. “@Lorebot how
 async def answer_in_thread(
     service: Lorebot, client: AsyncWebClient, question: Question, *, channel: str, thread_ts: str | None
 ) -> None:
-    """Post a placeholder in the thread, stream the answer into it and finish with Block Kit (or an apology)."""
+    """Post a placeholder in the thread, stream the answer into it and finish with Block Kit (or an apology). A
+    re-delivered event shows nothing: the core refuses it before the placeholder."""
+    try:
+        question = await service.accept(question)
+    except Redelivered:
+        return
     started = time.perf_counter()
     reply = ThreadReply(client, channel=channel, thread_ts=thread_ts)
     await reply.start(render.THINKING_TEXT)

@@ -18,7 +18,7 @@ from connectors.slack import commands, desk, feedback, home, listeners
 from connectors.slack.admins import AdminDirectory
 from connectors.slack.client import web_client
 from connectors.slack.deps import Deps
-from connectors.slack.middleware import claim_events, skip_noise
+from connectors.slack.middleware import skip_noise
 from connectors.slack.settings import SlackSettings
 
 if TYPE_CHECKING:
@@ -46,7 +46,6 @@ def build_app(settings: Settings, slack: SlackSettings, service: Lorebot, inflig
     admins = AdminDirectory(client, slack)
     deps = Deps(settings=settings, slack=slack, service=service, admins=admins, inflight=inflight)
     app.use(skip_noise(slack))
-    app.use(claim_events(service))
     listeners.register(app, deps)
     commands.register(app, deps)
     feedback.register(app, deps)

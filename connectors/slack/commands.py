@@ -14,7 +14,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
-from bot.domain import Actor, Platform, Question
+from bot.domain import Actor, Place, Platform, Question
 from connectors.slack import render
 from connectors.slack.answering import question_problem
 from connectors.slack.deps import Deps
@@ -60,7 +60,7 @@ async def _ask(deps: Deps, command: dict[str, Any], respond: AsyncRespond, team:
     question = Question(
         text=text.strip(),
         actor=deps.admins.actor(command["user_id"], command.get("user_name", "")),
-        scopes=deps.service.scopes_for(Platform.SLACK.value, team, command["channel_id"]),
+        place=Place(Platform.SLACK.value, team, command["channel_id"]),
     )
     answer = await deps.service.ask(question)
     await respond(
@@ -74,7 +74,7 @@ async def _ask(deps: Deps, command: dict[str, Any], respond: AsyncRespond, team:
 async def _kb(deps: Deps, command: dict[str, Any], respond: AsyncRespond, team: str) -> None:
     verb, _, rest = (command.get("text") or "").strip().partition(" ")
     rest = rest.strip()
-    scopes = deps.service.scopes_for(Platform.SLACK.value, team, command["channel_id"])
+    scopes = deps.service.scopes_at(Place(Platform.SLACK.value, team, command["channel_id"]))
     actor = await deps.admins.admin_aware_actor(command["user_id"], command.get("user_name", ""))
     if verb.lower() == "desk":
         reply = await kb_desk(deps, actor, rest, team, command["channel_id"], scopes[0])

@@ -10,7 +10,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.domain import ConversationKey, Platform, Question
+from bot.domain import ConversationKey, Place, Platform, Question
 from bot.failures import describe_failure
 from connectors.slack import desk, render
 from connectors.slack.answering import answer_in_thread
@@ -25,36 +25,46 @@ MENTION = re.compile(r"<@[UW][A-Z0-9]+(?:\|[^>]*)?>")
 
 def register(app: AsyncApp, deps: Deps) -> None:
     @app.event("app_mention")
-    async def on_mention(event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient) -> None:
+    async def on_mention(
+        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient
+    ) -> None:
         thread = event.get("thread_ts") or event["ts"]
+        place = _place(body, context.team_id or "", event["channel"])
         deps.tasks.spawn(
-            _if_wanted(deps, client, event, context.team_id or "", thread, context.bot_user_id),
+            _if_wanted(deps, client, event, place, thread, context.bot_user_id),
             name=f"mention {event['ts']}",
             tell=post_in(client, event["channel"], thread),
         )
 
     @app.event("message")
-    async def on_message(event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient) -> None:
-        team = context.team_id or ""
+    async def on_message(
+        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient
+    ) -> None:
+        place = _place(body, context.team_id or "", event.get("channel", ""))
         if event.get("channel_type") == "im":
             thread = event.get("thread_ts") or ""
             deps.tasks.spawn(
-                _handle(deps, client, event, team, thread),
+                _handle(deps, client, event, place, thread),
                 name=f"dm {event.get('ts')}",
                 tell=post_in(client, event["channel"], thread or None),
             )
         elif _is_follow_up(event, context.bot_user_id):
             deps.tasks.spawn(
-                _follow_up(deps, client, event, team),
+                _follow_up(deps, client, event, place),
                 name=f"follow-up {event.get('ts')}",
                 tell=post_in(client, event["channel"], event["thread_ts"]),
             )
         elif not event.get("thread_ts") and f"<@{context.bot_user_id}>" not in (event.get("text") or ""):
             deps.tasks.spawn(
-                _if_wanted(deps, client, event, team, event["ts"], context.bot_user_id),
+                _if_wanted(deps, client, event, place, event["ts"], context.bot_user_id),
                 name=f"channel message {event.get('ts')}",
                 tell=post_in(client, event["channel"], event["ts"]),
             )
+
+
+def _place(body: dict[str, Any], team: str, channel: str) -> Place:
+    """Where an event happened; its Events API id lets the core answer a re-delivered event once."""
+    return Place(Platform.SLACK.value, team, channel, event_id=body.get("event_id") or "")
 
 
 def _is_follow_up(event: dict[str, Any], bot_user_id: str | None) -> bool:
@@ -63,32 +73,32 @@ def _is_follow_up(event: dict[str, Any], bot_user_id: str | None) -> bool:
     return in_thread and f"<@{bot_user_id}>" not in (event.get("text") or "")
 
 
-async def _follow_up(deps: Deps, client: AsyncWebClient, event: dict[str, Any], team: str) -> None:
-    key = ConversationKey(Platform.SLACK.value, team, event["channel"], event["thread_ts"])
+async def _follow_up(deps: Deps, client: AsyncWebClient, event: dict[str, Any], place: Place) -> None:
+    key = ConversationKey(Platform.SLACK.value, place.workspace, place.channel, event["thread_ts"])
     if await deps.service.knows_conversation(key):
-        await _handle(deps, client, event, team, event["thread_ts"])
+        await _handle(deps, client, event, place, event["thread_ts"])
 
 
 async def _if_wanted(
-    deps: Deps, client: AsyncWebClient, event: dict[str, Any], team: str, thread: str, bot_user_id: str | None
+    deps: Deps, client: AsyncWebClient, event: dict[str, Any], place: Place, thread: str, bot_user_id: str | None
 ) -> None:
     """Answer a mention or a top-level channel message if the channel's desk mode wants it answered."""
-    if await desk.channel_wants_answer(deps, event, team, bot_user_id):
-        await _handle(deps, client, event, team, thread)
+    if await desk.channel_wants_answer(deps, event, place.workspace, bot_user_id):
+        await _handle(deps, client, event, place, thread)
 
 
-async def _handle(deps: Deps, client: AsyncWebClient, event: dict[str, Any], team: str, thread: str) -> None:
+async def _handle(deps: Deps, client: AsyncWebClient, event: dict[str, Any], place: Place, thread: str) -> None:
     """Ingest the files in ``event`` or answer its text, replying in ``thread`` ("" = the DM itself)."""
-    channel, user = event["channel"], event.get("user", "")
+    channel, user = place.channel, event.get("user", "")
     reply_in = thread or None
     if event.get("files"):
-        await _ingest_files(deps, client, event["files"], user=user, team=team, channel=channel, thread=reply_in)
+        await _ingest_files(deps, client, event["files"], user=user, place=place, thread=reply_in)
         return
     question = Question(
         text=MENTION.sub("", event.get("text") or "").strip(),
         actor=deps.admins.actor(user),
-        scopes=deps.service.scopes_for(Platform.SLACK.value, team, channel),
-        conversation=ConversationKey(Platform.SLACK.value, team, channel, thread),
+        conversation=ConversationKey(Platform.SLACK.value, place.workspace, channel, thread),
+        place=place,
     )
     log.info("question from %s in %s (thread %s)", user, channel, thread or "-")
     await answer_in_thread(deps.service, client, question, channel=channel, thread_ts=reply_in)
@@ -100,14 +110,16 @@ async def _ingest_files(
     files: list[dict[str, Any]],
     *,
     user: str,
-    team: str,
-    channel: str,
+    place: Place,
     thread: str | None,
 ) -> None:
+    if not await deps.service.first_delivery(place):
+        return
+    team, channel = place.workspace, place.channel
     actor = await deps.admins.admin_aware_actor(user)
     targets = " ".join(f"slack-file:{team}:{shared['id']}" for shared in files)
     await deps.service.require_admin(actor, "add_file", target=targets)  # before Slack hands us any byte
-    scope = deps.service.scopes_for(Platform.SLACK.value, team, channel)[0]
+    scope = deps.service.scopes_at(place)[0]
     for shared in files:
         try:
             fetched = await fetch_file(client, deps.settings, deps.slack.api_url, shared["id"])

@@ -1,4 +1,5 @@
-"""Global middleware: drop what the bot must not answer, and claim each event id exactly once.
+"""Global middleware: drop what the bot must not answer (the core answers each event id once, see
+:meth:`bot.service.Lorebot.accept`).
 
 A dropped request still gets a 200 :class:`BoltResponse`: without it bolt answers 404 and Slack re-delivers.
 Own messages are already dropped by bolt's built-in self-event filter, which runs before these.
@@ -8,14 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slack_bolt.response import BoltResponse
 
 from connectors.slack.settings import SlackSettings
-
-if TYPE_CHECKING:
-    from bot.service import Lorebot
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +42,3 @@ def skip_noise(settings: SlackSettings) -> Middleware:
         return await next()
 
     return skip_noise
-
-
-def claim_events(service: Lorebot) -> Middleware:
-    """Let only the first delivery of an Events API event id through, across processes and restarts."""
-
-    async def claim_events(body: dict[str, Any], next: Next) -> BoltResponse | None:
-        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
-        if event_id and not await service.claim_event("slack", event_id):
-            log.info("dropping re-delivered event %s", event_id)
-            return _handled()
-        return await next()
-
-    return claim_events

@@ -7,12 +7,14 @@ always work; follow-ups in a thread *without* a mention need the intent (their c
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.domain import ConversationKey, Platform, Question
+from bot.domain import ConversationKey, Question
+from bot.errors import Redelivered
 from bot.failures import describe_failure
 from bot.inflight import InFlight
 from bot.service import Lorebot
@@ -20,10 +22,10 @@ from connectors.discord.answering import NO_MENTIONS, InteractionSurface, Messag
 from connectors.discord.context import (
     actor_for,
     conversation_key,
+    place_of,
     question_text,
     replied_to,
     reply_chain_root,
-    scopes_for,
 )
 from connectors.discord.desk import desk_wants
 from connectors.discord.settings import DiscordSettings
@@ -54,8 +56,8 @@ class AskCog(commands.Cog):
         question_ = Question(
             text=question,
             actor=actor_for(interaction.user, self.settings),
-            scopes=scopes_for(self.service, interaction.guild_id, interaction.channel),
             conversation=conversation_key(interaction.guild_id, interaction.channel, root),
+            place=place_of(interaction.guild_id, interaction.channel),
         )
         async with self.inflight.track():
             await stream_answer(self.service, question_, InteractionSurface(interaction), self.bot)
@@ -72,20 +74,26 @@ class AskCog(commands.Cog):
                 await message.reply(EMPTY_MENTION_HINT, mention_author=False, allowed_mentions=NO_MENTIONS)
             return
         key = await self._conversation_for(message, mentioned)
-        if key is None or not await self.service.claim_event(Platform.DISCORD.value, f"message:{message.id}"):
+        if key is None:
+            return
+        guild_id = message.guild.id if message.guild else None
+        question = Question(
+            text=text,
+            actor=actor_for(message.author, self.settings),
+            conversation=key,
+            place=place_of(guild_id, message.channel, event_id=f"message:{message.id}"),
+        )
+        try:
+            question = await self.service.accept(question)  # before a thread or a reply shows anything
+        except Redelivered:
             return
         thread = message.channel if isinstance(message.channel, discord.Thread) else None
         if self.settings.reply_in_thread and message.guild is not None and key.thread == str(message.id):
             thread = await message.create_thread(name=text[:THREAD_NAME_CHARS])
             key = conversation_key(message.guild.id, thread, thread.id)
+            question = replace(question, conversation=key)
         log.info("ask message=%d guild=%s channel=%s thread=%s", message.id, key.workspace, key.channel, key.thread)
         surface = MessageSurface(message, thread)
-        question = Question(
-            text=text,
-            actor=actor_for(message.author, self.settings),
-            scopes=scopes_for(self.service, message.guild.id if message.guild else None, message.channel),
-            conversation=key,
-        )
         try:
             async with self.inflight.track():
                 await surface.start()

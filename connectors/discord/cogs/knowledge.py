@@ -19,7 +19,7 @@ from bot.errors import IngestError
 from bot.service import Lorebot
 from connectors.discord.answering import NO_MENTIONS
 from connectors.discord.cogs.sources import SourceCommands
-from connectors.discord.context import actor_for, scopes_for
+from connectors.discord.context import actor_for, place_of
 from connectors.discord.desk_render import report_embeds
 from connectors.discord.render import documents_embed, passages_embed
 from connectors.discord.settings import DiscordSettings
@@ -111,7 +111,7 @@ class KnowledgeCog(commands.GroupCog, group_name="kb", group_description="Manage
         await interaction.followup.send(embeds=report_embeds(result, status), ephemeral=True)
 
     def _scopes(self, interaction: discord.Interaction) -> tuple[str, ...]:
-        return scopes_for(self.service, interaction.guild_id, interaction.channel)
+        return self.service.scopes_at(place_of(interaction.guild_id, interaction.channel))
 
     def _check_attachment(self, file: discord.Attachment) -> None:
         """Refuse before downloading: over Discord's attachment limit, or what the core would refuse."""

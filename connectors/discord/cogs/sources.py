@@ -16,7 +16,7 @@ from discord.utils import escape_markdown
 from bot.service import Lorebot
 from bot.sources.model import Source, SyncReport, format_every
 from connectors.discord.answering import NO_MENTIONS
-from connectors.discord.context import actor_for, scopes_for
+from connectors.discord.context import actor_for, place_of
 from connectors.discord.settings import DiscordSettings
 
 MAX_CONTENT_CHARS = 2000
@@ -34,7 +34,7 @@ class SourceCommands(app_commands.Group):
     @app_commands.describe(url="Start page, sitemap.xml or repository URL", every="Re-sync schedule, e.g. 6h or 1d")
     async def add(self, interaction: discord.Interaction, kind: RemoteKind, url: str, every: str | None = None) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        scope = scopes_for(self.service, interaction.guild_id, interaction.channel)[0]
+        scope = self.service.scopes_at(place_of(interaction.guild_id, interaction.channel))[0]
         actor = actor_for(interaction.user, self.settings)
         source = await self.service.sources.add(actor, kind, url.strip(), scope=scope, every=every)
         message = (
