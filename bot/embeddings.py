@@ -30,6 +30,7 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 import numpy as np
+import openai
 
 from bot.errors import ConfigError, IngestError, LorebotError, RetrievalError
 from bot.settings import Settings
@@ -269,7 +270,8 @@ class EndpointError(Exception):
 
 
 class OpenAIEmbedder:
-    """Any OpenAI-compatible ``POST {base_url}/embeddings``; batched, with timeouts, vectors checked.
+    """Any OpenAI-compatible ``POST {base_url}/embeddings`` through the ``openai`` client; batched, with timeouts,
+    every answer checked (count, dimension, finite values) before it reaches the index.
 
     Creating one sends a one-text probe so a wrong URL, model or dimension fails at start-up with a
     :class:`ConfigError` rather than at the first question.
@@ -280,14 +282,13 @@ class OpenAIEmbedder:
             raise ConfigError("the openai embedding backend needs EMBEDDING_BASE_URL and EMBEDDING_MODEL")
         self.name = settings.embedding_model
         self._batch_size = settings.embedding_batch_size
-        headers = {}
-        if settings.embedding_api_key is not None:
-            headers["Authorization"] = f"Bearer {settings.embedding_api_key.get_secret_value()}"
+        key = settings.embedding_api_key.get_secret_value() if settings.embedding_api_key is not None else "unused"
         timeout = settings.embedding_timeout_s
-        self._client = httpx.Client(
-            base_url=settings.embedding_base_url.rstrip("/") + "/",
-            headers=headers,
+        self._client = openai.OpenAI(
+            base_url=settings.embedding_base_url,
+            api_key=key,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            max_retries=0,  # a failed batch fails the ingestion or the question; the caller decides to retry
         )
         self._expected_dim: int | None = None
         try:
@@ -316,19 +317,16 @@ class OpenAIEmbedder:
     def _request(self, texts: list[str]) -> np.ndarray:
         started = time.perf_counter()
         try:
-            response = self._client.post(
-                "embeddings", json={"model": self.name, "input": texts, "encoding_format": "float"}
-            )
-            response.raise_for_status()
-            data = sorted(response.json()["data"], key=lambda item: item["index"])
-            vectors = np.array([item["embedding"] for item in data], dtype=np.float32)
-        except httpx.TimeoutException as e:
+            response = self._client.embeddings.create(model=self.name, input=texts, encoding_format="float")
+            data = sorted(response.data, key=lambda item: item.index)
+            vectors = np.array([item.embedding for item in data], dtype=np.float32)
+        except openai.APITimeoutError as e:
             raise EndpointError(f"timed out ({type(e).__name__})") from e
-        except httpx.HTTPStatusError as e:
-            raise EndpointError(f"HTTP {e.response.status_code}") from e
-        except httpx.HTTPError as e:
+        except openai.APIStatusError as e:
+            raise EndpointError(f"HTTP {e.status_code}") from e
+        except openai.OpenAIError as e:
             raise EndpointError(f"{type(e).__name__}: {e}") from e
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise EndpointError(f"malformed response ({type(e).__name__}: {e})") from e
         if vectors.ndim != 2 or len(vectors) != len(texts) or not np.isfinite(vectors).all():
             raise EndpointError(f"expected {len(texts)} finite vectors, got an array of shape {vectors.shape}")
