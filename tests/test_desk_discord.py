@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import discord
+
 from bot.desk.policy import HandoverTarget
 from bot.desk.report import CitedDocument, Report, Topic
 from bot.domain import Actor, Question
@@ -212,6 +214,24 @@ async def test_desk_handover_takes_a_channel_and_a_role_from_the_command_options
     assert (await world.service.desk.scope_desk("default", "discord")).target == HandoverTarget(support, "")
 
 
+async def test_desk_handover_to_a_channel_the_bot_cannot_post_in_is_refused_with_the_reason(
+    world: DiscordWorld,
+) -> None:
+    fake = world.fake
+    muted = fake.add_channel("muted")
+    fake.extra_channels[muted]["permission_overwrites"] = [  # @everyone (the bot's only role) may not post
+        {"id": fake.guild_id, "type": 0, "allow": "0", "deny": str(discord.Permissions(send_messages=True).value)}
+    ]
+    async with running_bot(world):
+        hidden = fake.add_channel("hidden")  # made after the bot loaded the guild: it never saw it
+        for channel in (muted, hidden):
+            options = [{"name": "channel", "type": 7, "value": channel}]
+            interaction = await fake.slash("desk", options, subcommand="handover", user=fake.admin)
+            reply = await fake.wait_for_call("POST", rf"/interactions/\d+/{interaction['token']}/callback")
+            assert f"I cannot post in <#{channel}>: let me see it" in reply.body["data"]["content"]
+    assert (await world.service.desk.scope_desk("default", "discord")).target is None
+
+
 async def test_threads_mode_answers_follow_ups_in_the_bots_threads_only(world: DiscordWorld) -> None:
     fake, service = world.fake, world.service
     await service.add_text(SEEDER, HOURS, title="Clinic hours")
@@ -245,9 +265,12 @@ async def test_a_saved_answer_is_cited_when_the_same_question_is_asked_again(wor
         post = (await fake.wait_for(lambda: _posts_in(world, support), timeout=30))[0]
         assert "not found in the knowledge base" in post["content"]
         assert world.llm.chat_requests == []  # nothing retrieved, nothing asked of the model
+        told = "so I've asked"  # sent once the post is recorded: a reply to it can be saved from then on
+        await fake.wait_for(lambda: any(told in m["content"] for m in _posts_in(world, fake.channel_id)))
 
         reply = "Only guide dogs are allowed inside the clinic."
-        answer = await fake.post_as_user(reply, user=fake.admin, channel_id=support, reply_to=post)
+        thread = await fake.start_user_thread("Dogs", user=fake.admin, on=post)  # the support person answers there
+        answer = await fake.post_as_user(reply, user=fake.admin, channel_id=thread["id"])
         saving = await _save_as_answer(fake, answer, fake.admin)
         done = await fake.wait_for_call("POST", rf"/webhooks/\d+/{saving['token']}", timeout=30)
         assert done.body["content"].startswith("Saved as an answer")
@@ -261,4 +284,5 @@ async def test_a_saved_answer_is_cited_when_the_same_question_is_asked_again(wor
     assert cited[0]["message_reference"]["message_id"] == again["id"]
     sources = next(e for e in cited[0]["embeds"] if e["title"] == "Sources")
     assert sources["description"].startswith(f"**[1]** {question}")
+    assert _posts_in(world, thread["id"]) == [] and len(world.llm.chat_requests) == 1  # the reply is not asked
     assert reply in str(world.llm.chat_requests[-1])

@@ -15,15 +15,34 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.domain import Platform
+from bot.errors import InvalidInput
 from bot.service import Lorebot
 from connectors.discord.answering import NO_MENTIONS
-from connectors.discord.context import actor_for, place_of, scope_channel_id, workspace_of
+from connectors.discord.context import actor_for, scope_channel_id, scopes_for, workspace_of
 from connectors.discord.settings import DiscordSettings
 
 log = logging.getLogger(__name__)
 
 SAVED_TEXT = "Saved as an answer: document `{id}` in `{scope}`. The next time someone asks, I'll cite it."
 NOT_A_REPLY_TEXT = "Use *Save as answer* on a reply to a hand-over post (or a message in its thread)."
+
+
+class PostableChannel(app_commands.Transformer):
+    """A text or announcement channel as Discord resolved it, even one the bot cannot see (``discord.TextChannel``
+    would fail such a choice with an internal error; :meth:`DeskCog.handover` says what is wrong instead)."""
+
+    @property
+    def type(self) -> discord.AppCommandOptionType:
+        return discord.AppCommandOptionType.channel
+
+    @property
+    def channel_types(self) -> list[discord.ChannelType]:
+        return [discord.ChannelType.text, discord.ChannelType.news]
+
+    async def transform(
+        self, interaction: discord.Interaction, value: app_commands.AppCommandChannel, /
+    ) -> app_commands.AppCommandChannel:
+        return value
 
 
 @app_commands.guild_only()
@@ -59,8 +78,14 @@ class DeskCog(commands.GroupCog, group_name="desk", group_description="Lorebot's
 
     @app_commands.command(name="handover", description="Where questions I cannot answer go, and whom to mention.")
     async def handover(
-        self, interaction: discord.Interaction, channel: discord.TextChannel, role: discord.Role | None = None
+        self,
+        interaction: discord.Interaction,
+        channel: app_commands.Transform[app_commands.AppCommandChannel, PostableChannel],
+        role: discord.Role | None = None,
     ) -> None:
+        seen = channel.resolve()
+        if not isinstance(seen, discord.TextChannel) or not seen.permissions_for(seen.guild.me).send_messages:
+            raise InvalidInput(f"I cannot post in <#{channel.id}>: let me see it and send messages there first")
         actor = actor_for(interaction.user, self.settings)
         group = "" if role is None else str(role.id)
         await self.service.desk.set_handover(actor, self._scope(interaction), str(channel.id), group)
@@ -110,7 +135,7 @@ class DeskCog(commands.GroupCog, group_name="desk", group_description="Lorebot's
         await interaction.response.send_message(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     def _scope(self, interaction: discord.Interaction) -> str:
-        return self.service.scopes_at(place_of(interaction.guild_id, interaction.channel))[0]
+        return scopes_for(self.service, interaction.guild_id, interaction.channel)[0]
 
 
 def _post_of(message: discord.Message) -> str | None:
