@@ -18,7 +18,7 @@ from bot.domain import Platform
 from bot.errors import InvalidInput
 from bot.service import Lorebot
 from connectors.discord.answering import NO_MENTIONS
-from connectors.discord.context import actor_for, scope_channel_id, scopes_for, workspace_of
+from connectors.discord.context import actor_for, place_of, scope_channel_id, workspace_of
 from connectors.discord.settings import DiscordSettings
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ class DeskCog(commands.GroupCog, group_name="desk", group_description="Lorebot's
         await interaction.response.send_message(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     def _scope(self, interaction: discord.Interaction) -> str:
-        return scopes_for(self.service, interaction.guild_id, interaction.channel)[0]
+        return self.service.scopes_at(place_of(interaction.guild_id, interaction.channel))[0]
 
 
 def _post_of(message: discord.Message) -> str | None:
