@@ -174,6 +174,8 @@ async def test_questions_channel_thumbs_down_hand_over_and_save_as_answer(world:
         saving = await _save_as_answer(fake, reply, fake.admin)
         done = await fake.wait_for_call("POST", rf"/webhooks/\d+/{saving['token']}", timeout=30)
         assert done.body["content"].startswith("Saved as an answer")
+    assert _posts_in(world, support_channel) == [post]  # the bot leaves the support person's reply alone
+    assert len(world.llm.chat_requests) == 1
 
     saved = await service.list_documents(SEEDER, ("default",))
     assert saved[0].title == "When is the clinic open?" and saved[0].added_by == f"discord:{fake.admin.id}"

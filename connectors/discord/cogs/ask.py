@@ -7,6 +7,7 @@ always work; follow-ups in a thread *without* a mention need the intent (their c
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import replace
 
 import discord
@@ -68,7 +69,7 @@ class AskCog(commands.Cog):
         if me is None or message.author.bot or message.type not in ANSWERABLE_MESSAGE_TYPES:
             return
         text = question_text(message, me)
-        mentioned = me in message.mentions
+        mentioned = _names(message, me)
         if not text:
             if mentioned:
                 await message.reply(EMPTY_MENTION_HINT, mention_author=False, allowed_mentions=NO_MENTIONS)
@@ -112,8 +113,10 @@ class AskCog(commands.Cog):
             known = self._replies_to_me(message) or await self.service.knows_conversation(key)
             wanted = await desk_wants(self.service, message, text, mentioned=mentioned, in_bot_thread=known)
             return key if wanted else None
-        if self._replies_to_me(message):
-            return conversation_key(guild_id, message.channel, await reply_chain_root(message))
+        if self._replies_to_me(message):  # a reply to a hand-over post is for people, not a follow-up
+            key = conversation_key(guild_id, message.channel, await reply_chain_root(message))
+            if await self.service.knows_conversation(key):
+                return key
         if await desk_wants(self.service, message, text, mentioned=mentioned, in_bot_thread=False):
             return conversation_key(guild_id, message.channel, message.id)
         return None
@@ -121,3 +124,9 @@ class AskCog(commands.Cog):
     def _replies_to_me(self, message: discord.Message) -> bool:
         parent = replied_to(message)
         return parent is not None and self.bot.user is not None and parent.author.id == self.bot.user.id
+
+
+def _names(message: discord.Message, me: discord.abc.User) -> bool:
+    """Whether the text mentions the bot: a reply pings the replied-to author (it is in ``message.mentions``), and
+    that alone is not a mention."""
+    return re.search(rf"<@!?{me.id}>", message.content) is not None
