@@ -129,6 +129,18 @@ async def test_redirects_to_refused_targets_are_refused(
     assert http_server.requests == ["/go"]
 
 
+async def test_a_posted_query_is_answered_but_never_redirected(
+    http_server: LocalHTTPServer, trusting: Settings
+) -> None:
+    answer = http_server.serve("/v1/query", b'{"results": []}', content_type="application/json")
+    assert (await fetch_url(answer, trusting, json_body={"page_size": 100})).data == b'{"results": []}'
+    http_server.serve("/elsewhere", b"{}", content_type="application/json")
+    moved = http_server.redirect("/v1/moved", "/elsewhere", status=307)
+    with pytest.raises(IngestError, match="redirected a query"):
+        await fetch_url(moved, trusting, json_body={"page_size": 100})
+    assert http_server.requests == ["/v1/query", "/v1/moved"]
+
+
 async def test_redirect_loops_stop_at_the_limit(http_server: LocalHTTPServer, trusting: Settings) -> None:
     url = http_server.redirect("/loop", "/loop")
     with pytest.raises(IngestError, match="redirected more than 5 times"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -38,15 +38,23 @@ class FakeNotion:
 
     def __init__(self) -> None:
         self.pages: dict[str, tuple[str, str, list[dict]]] = {}
+        self.databases: dict[str, list[str]] = {}  # database id → its pages' ids
         self.requests: list[str] = []
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                fake.requests.append(self.path)
+                self._reply(fake.answer)
+
+            def do_POST(self) -> None:
+                query = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                self._reply(lambda path: fake.query(path, query))
+
+            def _reply(self, answer: Callable[[str], tuple[int, dict]]) -> None:
+                fake.requests.append(f"{self.command} {self.path}" if self.command != "GET" else self.path)
                 authorized = self.headers.get("Authorization") == f"Bearer {SECRET}"
                 versioned = self.headers.get("Notion-Version") == "2022-06-28"
-                status, body = fake.answer(self.path) if authorized and versioned else (401, {"code": "unauthorized"})
+                status, body = answer(self.path) if authorized and versioned else (401, {"code": "unauthorized"})
                 data = json.dumps({"object": "error", "status": status, **body} if status != 200 else body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -101,6 +109,20 @@ class FakeNotion:
                 "next_cursor": str(start + PAGE_SIZE) if more else None,
             }
         return 404, {"code": "object_not_found"}
+
+    def query(self, path: str, body: dict) -> tuple[int, dict]:
+        """``POST /v1/databases/{id}/query``: the database's pages, ``PAGE_SIZE`` at a time (cursor paging)."""
+        parts = path.strip("/").split("/")
+        if parts[:2] != ["v1", "databases"] or parts[3:] != ["query"] or parts[2] not in self.databases:
+            return 404, {"code": "object_not_found"}
+        rows, start = self.databases[parts[2]], int(body.get("start_cursor", "0"))
+        more = start + PAGE_SIZE < len(rows)
+        return 200, {
+            "object": "list",
+            "results": [{"object": "page", "id": str(uuid.UUID(row))} for row in rows[start : start + PAGE_SIZE]],
+            "has_more": more,
+            "next_cursor": str(start + PAGE_SIZE) if more else None,
+        }
 
     def _children(self, block_id: str) -> list[dict] | None:
         if block_id in self.pages:
@@ -194,6 +216,46 @@ async def test_a_page_tree_syncs_exactly_with_nested_blocks_and_heading_anchors(
     # the root was edited (a sub-page link less) but its text is the same: unchanged by content hash; FAQ by version
     assert counts(second) == {"added": 1, "updated": 1, "unchanged": 2, "removed": 1, "failed": 0}
     assert await titles(pool) == ["Expenses", "FAQ", "Handbook", "Parking"]
+
+
+@pytest.mark.parametrize("form", ["view url", "prefix"])
+async def test_a_database_syncs_its_pages_exactly(manager: SourceManager, notion: FakeNotion, pool, form: str) -> None:
+    database = uuid.uuid4().hex
+    notion.pages = {
+        page: (title, "2026-01-01T00:00:00.000Z", [block("paragraph", text)])
+        for page, title, text in [
+            (EXPENSES, "Expenses", "Receipts are due within ten days."),
+            (TRAVEL, "Travel", "Book trains through the travel desk."),
+            (FAQ, "FAQ", "Ask the people team anything."),
+        ]
+    }
+    notion.databases = {database: [EXPENSES, TRAVEL, FAQ]}  # three rows: two pages of query results
+    view = f"https://www.notion.so/acme/{database}?v={uuid.uuid4().hex}"
+    target = view if form == "view url" else f"database:{database}"
+    source = await manager.add(ADMIN, "notion", target, options=tree(notion))
+    first = await manager.sync(ADMIN, source.id)
+    assert (first.status, counts(first)["added"]) == ("ok", 3)
+    assert await titles(pool) == ["Expenses", "FAQ", "Travel"]
+    assert sum(r.startswith(f"POST /v1/databases/{database}/query") for r in notion.requests) == 2
+
+    notion.databases[database].remove(TRAVEL)
+    second = await manager.sync(ADMIN, source.id)
+    assert counts(second) == {"added": 0, "updated": 0, "unchanged": 2, "removed": 1, "failed": 0}
+    assert await titles(pool) == ["Expenses", "FAQ"]
+
+
+async def test_a_database_that_cannot_be_listed_fails_the_sync_and_removes_nothing(
+    manager: SourceManager, notion: FakeNotion, pool
+) -> None:
+    database = uuid.uuid4().hex
+    notion.pages = {FAQ: ("FAQ", "2026-01-01T00:00:00.000Z", [block("paragraph", "Ask the people team.")])}
+    notion.databases = {database: [FAQ]}
+    source = await manager.add(ADMIN, "notion", f"database:{database}", options=tree(notion))
+    await manager.sync(ADMIN, source.id)
+    del notion.databases[database]
+    report = await manager.sync(ADMIN, source.id)
+    assert report.status == "failed" and "cannot list the database" in report.error
+    assert await titles(pool) == ["FAQ"]
 
 
 async def test_a_wrong_token_fails_the_sync_and_removes_nothing(

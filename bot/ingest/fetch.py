@@ -77,14 +77,18 @@ class Fetched:
     final_url: str
 
 
-async def fetch_url(url: str, settings: Settings, *, headers: Mapping[str, str] | None = None) -> Fetched:
+async def fetch_url(
+    url: str, settings: Settings, *, headers: Mapping[str, str] | None = None, json_body: object = None
+) -> Fetched:
     """Download ``url`` safely; raises :class:`UnsafeURLError` for refused targets, :class:`IngestError` for
     timeouts (``fetch_timeout_s`` in total), oversize bodies, HTTP errors and unsupported content types.
-    ``headers`` (an API's ``Authorization``) go only to ``url``'s own origin, never across a redirect to another."""
+    ``headers`` (an API's ``Authorization``) go only to ``url``'s own origin, never across a redirect to another.
+    With ``json_body`` the request is a POST of that JSON (an API's query endpoint) and a redirect is an error:
+    a query is never re-sent, to the same place or another."""
     started = time.perf_counter()
     try:
         async with asyncio.timeout(settings.fetch_timeout_s):
-            fetched = await _fetch(url, settings, headers or {})
+            fetched = await _fetch(url, settings, headers or {}, json_body)
     except TimeoutError as e:
         what = redact_credentials(url)
         raise IngestError(f"fetching {what} took longer than {settings.fetch_timeout_s:g} s; gave up") from e
@@ -98,7 +102,7 @@ async def fetch_url(url: str, settings: Settings, *, headers: Mapping[str, str] 
     return fetched
 
 
-async def _fetch(url: str, settings: Settings, headers: Mapping[str, str]) -> Fetched:
+async def _fetch(url: str, settings: Settings, headers: Mapping[str, str], json_body: object) -> Fetched:
     current = start = _parse(url)
     timeout = httpx.Timeout(settings.fetch_timeout_s)
     async with httpx.AsyncClient(
@@ -107,8 +111,9 @@ async def _fetch(url: str, settings: Settings, headers: Mapping[str, str]) -> Fe
         for _ in range(settings.fetch_max_redirects + 1):
             address = await check_url(current, settings)
             request = client.build_request(
-                "GET",
+                "GET" if json_body is None else "POST",
                 current.copy_with(host=str(address)),
+                json=json_body,
                 headers={
                     "Host": current.netloc.decode("ascii"),
                     **(headers if (current.scheme, current.netloc) == (start.scheme, start.netloc) else {}),
@@ -122,6 +127,8 @@ async def _fetch(url: str, settings: Settings, headers: Mapping[str, str]) -> Fe
             except httpx.HTTPError as e:
                 raise IngestError(f"fetching {current} failed: {type(e).__name__}: {e}") from e
             try:
+                if response.is_redirect and json_body is not None:
+                    raise IngestError(f"{current} redirected a query (HTTP {response.status_code}); not re-sent")
                 if response.is_redirect:
                     current = _parse(str(current.join(response.headers["location"])))
                     continue

@@ -144,9 +144,9 @@ def _checked_target(kind: SourceKind, target: str) -> str:
 
         return check_target(target)
     if kind is SourceKind.NOTION:
-        from bot.sources.notion import page_id
+        from bot.sources.notion import notion_target
 
-        page_id(target)
+        notion_target(target)
         return target
     path = Path(target).expanduser()
     if not path.is_absolute() or not path.is_dir():

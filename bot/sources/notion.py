@@ -1,4 +1,7 @@
-"""``notion``: a page tree (a root page and its sub-pages) through the Notion API.
+"""``notion``: a page tree (a root page and its sub-pages) or a database's pages through the Notion API.
+
+A database is named by its view URL (``…/<database-id>?v=<view-id>``) or as ``database:<id>``; its pages are
+listed with ``POST /v1/databases/{id}/query`` (cursor paging) and each is then read like a tree's root.
 
 Each page is read as its blocks (``GET /v1/blocks/{id}/children``, nested blocks followed) turned into Markdown;
 sub-pages (``child_page`` blocks) become documents of their own, breadth first, at most ``max_pages``. A page whose
@@ -46,6 +49,14 @@ _MARKS = {
 _TEXT_BLOCKS = {"paragraph", "code", *_MARKS}
 
 
+def notion_target(target: str) -> tuple[str, bool]:
+    """``(id, is_database)`` for a page URL or id, a database view URL (``…?v=…``) or ``database:<id>``."""
+    text = target.strip()
+    if text.lower().startswith("database:"):
+        return page_id(text.split(":", 1)[1]), True
+    return page_id(text), "?v=" in text
+
+
 def page_id(target: str) -> str:
     """The page id at the end of a Notion page URL or given bare; raises :class:`SourceError` otherwise."""
     match = _PAGE_ID.search(target.strip())
@@ -60,8 +71,9 @@ class NotionLoader(SourceLoader):
         self.api = (options.api_url or NOTION_API).rstrip("/")
         headers = {**auth_headers(options.token_env), "Notion-Version": NOTION_VERSION}
         fetcher = PacedFetcher(self.settings, options.per_host_per_s, headers)
-        root = page_id(self.source.target)
-        todo, queued = deque([root]), {root}
+        root, is_database = notion_target(self.source.target)
+        roots = await self._database_pages(fetcher, root) if is_database else [root]
+        todo, queued = deque(roots), set(roots)
         while todo:
             current = todo.popleft()
             if len(queued) - len(todo) > options.max_pages:
@@ -72,7 +84,7 @@ class NotionLoader(SourceLoader):
                 page = await self._json(fetcher, f"/v1/pages/{current}")
                 blocks = await self._blocks(fetcher, current, page["url"])
             except (IngestError, KeyError, TypeError) as e:
-                if current == root:
+                if current == root and not is_database:
                     raise SourceError(f"cannot read the root page: {e}") from e
                 self.complete = False
                 yield failed(current, str(e))
@@ -88,6 +100,20 @@ class NotionLoader(SourceLoader):
             title = clean_title(_title(page))
             text = "\n\n".join([f"# {title}", *blocks.lines]).strip()
             yield fetched(uri, version, LoadedDocument(title, text, "text/markdown"), anchors=blocks.anchors)
+
+    async def _database_pages(self, fetcher: PacedFetcher, database: str) -> list[str]:
+        """The ids of every page in ``database``; a failed listing fails the sync (nothing is removed)."""
+        pages: list[str] = []
+        body: dict[str, Any] = {"page_size": 100}
+        try:
+            while True:
+                batch = json.loads((await fetcher.post(f"{self.api}/v1/databases/{database}/query", body)).data)
+                pages += [row["id"].replace("-", "") for row in batch["results"] if row.get("object") == "page"]
+                if not batch.get("has_more") or not batch.get("next_cursor"):
+                    return pages
+                body = {"page_size": 100, "start_cursor": batch["next_cursor"]}
+        except (IngestError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise SourceError(f"cannot list the database's pages: {e}") from e
 
     async def _blocks(self, fetcher: PacedFetcher, block: str, url: str) -> _Page:
         """The page's blocks as Markdown lines (nested blocks indented, in order), its heading anchors and sub-pages."""

@@ -32,6 +32,11 @@ class PacedFetcher:
         await self._wait_turn(httpx.URL(url).netloc.decode("ascii", "replace"))
         return await fetch_url(url, self.settings, headers=self.headers)
 
+    async def post(self, url: str, json_body: object) -> Fetched:
+        """A JSON query (an API's POST search endpoint), paced and guarded like :meth:`get`."""
+        await self._wait_turn(httpx.URL(url).netloc.decode("ascii", "replace"))
+        return await fetch_url(url, self.settings, headers=self.headers, json_body=json_body)
+
     async def _wait_turn(self, host: str) -> None:
         now = time.monotonic()
         at = max(now, self._next_at.get(host, now))
