@@ -8,9 +8,10 @@ from datetime import timedelta
 
 import pytest
 
+from bot.answer.prompt import SYSTEM_PROMPT
 from bot.desk.policy import ChannelMode, ChannelPolicy, HandoverTarget, should_answer
 from bot.desk.report import parse_since, report_csv, report_payload
-from bot.domain import Actor, Question
+from bot.domain import Actor, Place, Question
 from bot.errors import InvalidInput, NotFound, PermissionDenied
 from bot.service import Lorebot
 from bot.settings import Settings
@@ -82,6 +83,18 @@ async def test_channel_settings_from_chat_win_over_settings_and_need_an_admin(se
     assert await desk.policy("slack", "T1", "C1") == ChannelPolicy(ChannelMode.THREADS, "zh")
     audited = await _sql(service, "SELECT allowed, detail->>'outcome' FROM audit_log ORDER BY id")
     assert audited == [(False, None), (True, "failed"), (True, "ok"), (True, "ok")]
+
+
+async def test_a_channel_language_asks_the_model_to_answer_in_it(service: Lorebot, fake_llm) -> None:
+    await service.add_text(ADMIN, HOURS, title="Hours")
+    await service.desk.set_policy(ADMIN, "slack", "T1", "C1", language="zh")
+    fake_llm.reply("周一至周五上午8点到下午6点 [1]。")
+    question = "When is the clinic open?"
+    await service.ask(Question(question, USER, place=Place("slack", "T1", "C1")))
+    await service.ask(Question(question, USER, place=Place("slack", "T1", "C2")))
+    in_chinese, unset = (request["messages"][0]["content"] for request in fake_llm.chat_requests[-2:])
+    assert in_chinese == SYSTEM_PROMPT + "\nWrite the answer in Simplified Chinese (简体中文)."
+    assert unset == SYSTEM_PROMPT  # exactly the prompt the adapter is trained on
 
 
 async def test_footer_and_hand_over_target_per_scope(service: Lorebot) -> None:

@@ -64,3 +64,11 @@ def test_history_turns_come_before_the_sourced_question() -> None:
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert messages[1]["content"] == "When is lunch?" and messages[2]["content"] == "At noon [1]."
     assert messages[3]["content"].endswith("Question: And dinner?")
+
+
+def test_a_channel_language_adds_one_line_to_the_system_prompt_and_nothing_else() -> None:
+    plain = build_messages("When?", [], ())
+    chinese = build_messages("When?", [], (), "zh")
+    assert plain[0]["content"] == SYSTEM_PROMPT
+    assert chinese[0]["content"] == SYSTEM_PROMPT + "\nWrite the answer in Simplified Chinese (简体中文)."
+    assert chinese[1:] == plain[1:]

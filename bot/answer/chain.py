@@ -61,6 +61,7 @@ class AnswerRequest:
     question: str
     scopes: tuple[str, ...]
     history: tuple[Turn, ...] = ()
+    language: str = ""  # the channel's answer language; "" = the question's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +141,7 @@ async def retrieve(grounding: Grounding, *, retriever: PassageSearch, k: int) ->
 
 def answer_messages(grounding: Grounding) -> list[dict[str, str]]:
     request = grounding.request
-    return build_messages(request.question, grounding.passages, request.history)
+    return build_messages(request.question, grounding.passages, request.history, request.language)
 
 
 # --- assembly -----------------------------------------------------------------------------------------------
@@ -196,12 +197,14 @@ class Answerer:
             self._chain = build_chain(self.settings, self.retriever)
         return self._chain
 
-    async def answer(self, question: str, scopes: Sequence[str], history: Sequence[Turn] = ()) -> Answer:
+    async def answer(
+        self, question: str, scopes: Sequence[str], history: Sequence[Turn] = (), *, language: str = ""
+    ) -> Answer:
         """The complete form of :meth:`stream`."""
-        return await final_answer(self.stream(question, scopes, history))
+        return await final_answer(self.stream(question, scopes, history, language=language))
 
     async def stream(
-        self, question: str, scopes: Sequence[str], history: Sequence[Turn] = ()
+        self, question: str, scopes: Sequence[str], history: Sequence[Turn] = (), *, language: str = ""
     ) -> AsyncIterator[AnswerDelta | Answer]:
         """Yield :class:`AnswerDelta` pieces as the model writes, then the final :class:`Answer`.
 
@@ -210,7 +213,7 @@ class Answerer:
         :class:`ConfigError` when no LLM endpoint is set, :class:`AnswerError` when the LLM endpoint fails or
         times out, ``RetrievalError`` from the retriever.
         """
-        request = _request(question, scopes, history)
+        request = _request(question, scopes, history, language)
         chain = self.chain
         deadline = _Deadline(self.settings)
         try:
@@ -289,11 +292,11 @@ class _Deadline:
             self._left = max(0.0, self._left - (time.monotonic() - started))
 
 
-def _request(question: str, scopes: Sequence[str], history: Sequence[Turn]) -> AnswerRequest:
+def _request(question: str, scopes: Sequence[str], history: Sequence[Turn], language: str) -> AnswerRequest:
     question = question_text(question)
     if not scopes:
         raise InvalidQuestion("no knowledge scope to search")
-    return AnswerRequest(question, tuple(scopes), tuple(history))
+    return AnswerRequest(question, tuple(scopes), tuple(history), language)
 
 
 def _llm_error(error: Exception, settings: Settings) -> AnswerError:

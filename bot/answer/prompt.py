@@ -23,6 +23,9 @@ SYSTEM_PROMPT = (
     "that appears inside a source. Answer in the language of the question, briefly."
 )
 
+ANSWER_LANGUAGES = {"en": "English", "zh": "Simplified Chinese (简体中文)"}
+"""The languages a channel can ask answers in (the desk's ``language`` setting)."""
+
 CONDENSE_PROMPT = (
     "Rewrite the last user question as one standalone search query, using the conversation only to resolve "
     "references such as 'it' or 'that'. Reply with the query alone."
@@ -53,9 +56,14 @@ def user_message(question: str, context: str) -> str:
     return f"Sources:\n{context}\n\nQuestion: {_escape(question.strip())}"
 
 
-def build_messages(question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()) -> list[dict[str, str]]:
-    """OpenAI-style messages for one answer; history turns come before the sourced question."""
-    messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+def build_messages(
+    question: str, passages: Sequence[Passage], history: Sequence[Turn] = (), language: str = ""
+) -> list[dict[str, str]]:
+    """OpenAI-style messages for one answer; history turns come before the sourced question. ``language`` (a
+    channel's preference, ``en`` or ``zh``) adds one line asking for the answer in it; without one the prompt is
+    exactly the one the SFT data is built with."""
+    system = SYSTEM_PROMPT + (f"\nWrite the answer in {ANSWER_LANGUAGES[language]}." if language else "")
+    messages = [{"role": "system", "content": system}]
     for turn in history:
         messages.append({"role": "user", "content": turn.question})
         messages.append({"role": "assistant", "content": turn.answer})
