@@ -4,10 +4,7 @@ shapes and authentication of ``/rest/api/content``), through the real fetcher an
 from __future__ import annotations
 
 import base64
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -16,51 +13,35 @@ from bot.settings import Settings
 from bot.sources.manager import SourceManager
 from bot.sources.model import SourceError, SourceOptions
 from tests.fixtures.embeddings import CountingEmbedder
+from tests.fixtures.http import FakeJSONAPI
 from tests.test_sources import ADMIN, counts, manager_for, titles
 
 TOKEN = "ada@example.com:s3cret-api-token"
 TOKEN_ENV = "SOURCE_CONFLUENCE_TOKEN"
 
 
-class FakeConfluence:
+class FakeConfluence(FakeJSONAPI):
     """Space ``ENG`` of a Confluence Cloud site at ``/wiki``; answers 401 without ``TOKEN`` as Basic auth."""
 
     def __init__(self) -> None:
         self.pages: dict[str, tuple[str, int, str]] = {}  # id → (title, version, storage-format body)
         self.requests: list[tuple[str, str]] = []  # (path with query, Authorization header)
         self.redirects: dict[str, str] = {}
-        fake = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                fake.requests.append((self.path, self.headers.get("Authorization", "")))
-                status, body, location = fake.answer(self.path, self.headers.get("Authorization", ""))
-                self.send_response(status)
-                if location:
-                    self.send_header("Location", location)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                """Quiet."""
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-        self._thread.start()
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self._server.server_address[1]}"
+    def respond(self, method: str, path: str, headers, body: object) -> tuple[int, object, dict[str, str]]:
+        authorization = headers.get("Authorization", "")
+        self.requests.append((path, authorization))
+        status, payload, location = self.answer(path, authorization)
+        return status, payload, {"Location": location} if location else {}
 
     @property
     def wiki(self) -> str:
         return f"http://{self.host}/wiki"
 
-    def answer(self, target: str, authorization: str) -> tuple[int, bytes, str]:
+    def answer(self, target: str, authorization: str) -> tuple[int, object, str]:
         if authorization != "Basic " + base64.b64encode(TOKEN.encode()).decode():
-            return 401, json.dumps({"statusCode": 401, "message": "Unauthorized"}).encode(), ""
+            return 401, {"statusCode": 401, "message": "Unauthorized"}, ""
         url = urlsplit(target)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         if url.path == "/wiki/rest/api/content" and query.get("spaceKey") == "ENG" and query.get("type") == "page":
@@ -79,20 +60,15 @@ class FakeConfluence:
             ]
             links = {"next": f"/rest/api/content?start={start + limit}"} if start + limit < len(self.pages) else {}
             body = {"results": results, "start": start, "limit": limit, "size": len(results), "_links": links}
-            return 200, json.dumps(body).encode(), ""
+            return 200, body, ""
         page_id = url.path.removeprefix("/wiki/rest/api/content/")
         if page_id in self.redirects:
-            return 302, b"", self.redirects[page_id]
+            return 302, None, self.redirects[page_id]
         if page_id in self.pages and query.get("expand") == "body.storage":
             title, _, storage = self.pages[page_id]
             body = {"id": page_id, "title": title, "body": {"storage": {"value": storage, "representation": "storage"}}}
-            return 200, json.dumps(body).encode(), ""
-        return 404, json.dumps({"statusCode": 404, "message": "No content found"}).encode(), ""
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+            return 200, body, ""
+        return 404, {"statusCode": 404, "message": "No content found"}, ""
 
 
 @pytest.fixture

@@ -3,11 +3,8 @@ paging of ``/v1/pages`` and ``/v1/blocks/{id}/children``), through the real fetc
 
 from __future__ import annotations
 
-import json
-import threading
 import uuid
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -17,6 +14,7 @@ from bot.settings import Settings
 from bot.sources.manager import SourceManager
 from bot.sources.model import SourceError, SourceOptions
 from tests.fixtures.embeddings import CountingEmbedder
+from tests.fixtures.http import FakeJSONAPI
 from tests.test_sources import ADMIN, counts, manager_for, titles
 
 SECRET = "ntn_integration_secret"
@@ -33,45 +31,25 @@ def child_page(page: str, title: str) -> dict:
     return {"object": "block", "id": page, "type": "child_page", "child_page": {"title": title}, "children": []}
 
 
-class FakeNotion:
-    """Pages by id (title, last_edited_time, top-level blocks); 401 without the integration secret."""
+class FakeNotion(FakeJSONAPI):
+    """Pages by id (title, last_edited_time, top-level blocks) and databases listing pages; 401 without the
+    integration secret."""
 
     def __init__(self) -> None:
         self.pages: dict[str, tuple[str, str, list[dict]]] = {}
         self.databases: dict[str, list[str]] = {}  # database id → its pages' ids
         self.requests: list[str] = []
-        fake = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self._reply(fake.answer)
-
-            def do_POST(self) -> None:
-                query = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                self._reply(lambda path: fake.query(path, query))
-
-            def _reply(self, answer: Callable[[str], tuple[int, dict]]) -> None:
-                fake.requests.append(f"{self.command} {self.path}" if self.command != "GET" else self.path)
-                authorized = self.headers.get("Authorization") == f"Bearer {SECRET}"
-                versioned = self.headers.get("Notion-Version") == "2022-06-28"
-                status, body = answer(self.path) if authorized and versioned else (401, {"code": "unauthorized"})
-                data = json.dumps({"object": "error", "status": status, **body} if status != 200 else body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: object) -> None:
-                """Quiet."""
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-        self._thread.start()
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self._server.server_address[1]}"
+    def respond(self, method: str, path: str, headers, body: object) -> tuple[int, object, dict[str, str]]:
+        self.requests.append(path if method == "GET" else f"{method} {path}")
+        authorized = headers.get("Authorization") == f"Bearer {SECRET}"
+        versioned = headers.get("Notion-Version") == "2022-06-28"
+        if not (authorized and versioned):
+            status, payload = 401, {"code": "unauthorized"}
+        else:
+            status, payload = self.answer(path) if method == "GET" else self.query(path, body)
+        return status, payload if status == 200 else {"object": "error", "status": status, **payload}, {}
 
     @staticmethod
     def url(page: str) -> str:
@@ -134,11 +112,6 @@ class FakeNotion:
                 return item["children"]
             stack += item["children"]
         return None
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
 
 @pytest.fixture
