@@ -30,7 +30,6 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 import numpy as np
-import openai
 
 from bot.errors import ConfigError, IngestError, LorebotError, RetrievalError
 from bot.settings import Settings
@@ -282,6 +281,8 @@ class OpenAIEmbedder:
             raise ConfigError("the openai embedding backend needs EMBEDDING_BASE_URL and EMBEDDING_MODEL")
         self.name = settings.embedding_model
         self._batch_size = settings.embedding_batch_size
+        import openai  # here, not at module level: importing it costs ~0.5 s that commands which never embed skip
+
         key = settings.embedding_api_key.get_secret_value() if settings.embedding_api_key is not None else "unused"
         timeout = settings.embedding_timeout_s
         self._client = openai.OpenAI(
@@ -315,6 +316,8 @@ class OpenAIEmbedder:
         return np.concatenate(parts)
 
     def _request(self, texts: list[str]) -> np.ndarray:
+        import openai
+
         started = time.perf_counter()
         try:
             response = self._client.embeddings.create(model=self.name, input=texts, encoding_format="float")
