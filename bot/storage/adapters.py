@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from bot.errors import NotFound, StorageError
+from bot.storage.errors import execute, fetch_all
 
 _COLUMNS = """name, base_model, path, parent, dataset_hash, dataset_size, train_config, metrics, status,
     created_by, created_at, promoted_by, promoted_at"""
@@ -127,7 +128,8 @@ async def register(
 
 
 async def set_metrics(pool: AsyncConnectionPool, name: str, metrics: dict[str, Any]) -> None:
-    await _write(pool, UPDATE_METRICS, {"name": name, "metrics": Jsonb(metrics)}, f"cannot store metrics of {name!r}")
+    params = {"name": name, "metrics": Jsonb(metrics)}
+    await execute(pool, UPDATE_METRICS, params, failure=f"cannot store metrics of {name!r}")
 
 
 async def reject(pool: AsyncConnectionPool, name: str, actor: str, detail: dict[str, Any]) -> None:
@@ -224,18 +226,4 @@ async def _one(conn: psycopg.AsyncConnection, query: str, params: dict[str, Any]
 
 
 async def _rows(pool: AsyncConnectionPool, query: str, params: dict[str, Any], row: type) -> list:
-    try:
-        async with pool.connection() as conn:
-            cursor = conn.cursor(row_factory=class_row(row))
-            await cursor.execute(query, params)
-            return await cursor.fetchall()
-    except psycopg.Error as e:
-        raise StorageError(f"cannot read the adapter registry: {e}") from e
-
-
-async def _write(pool: AsyncConnectionPool, query: str, params: dict[str, Any], failure: str) -> None:
-    try:
-        async with pool.connection() as conn:
-            await conn.execute(query, params)
-    except psycopg.Error as e:
-        raise StorageError(f"{failure}: {e}") from e
+    return await fetch_all(pool, query, params, row=row, failure="cannot read the adapter registry")

@@ -13,11 +13,12 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import class_row, dict_row
+from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from bot.errors import StorageError
+from bot.storage.errors import execute, fetch_all
 
 _COLUMNS = "id, name, state, stage, data_key, candidate, started_by, started_at, finished_at, decision"
 SELECT_OPEN = f"SELECT {_COLUMNS} FROM sft_cycles WHERE state = 'open'"
@@ -172,18 +173,8 @@ async def finish(pool: AsyncConnectionPool, cycle_id: int, state: str, decision:
 
 
 async def _rows(pool: AsyncConnectionPool, query: str, params: dict[str, Any], row: type | None) -> list:
-    try:
-        async with pool.connection() as conn:
-            cursor = conn.cursor(row_factory=class_row(row) if row else dict_row)
-            await cursor.execute(query, params)
-            return await cursor.fetchall()
-    except psycopg.Error as e:
-        raise StorageError(f"cannot read SFT cycles: {e}") from e
+    return await fetch_all(pool, query, params, row=row, failure="cannot read SFT cycles")
 
 
 async def _write(pool: AsyncConnectionPool, query: str, params: dict[str, Any]) -> None:
-    try:
-        async with pool.connection() as conn:
-            await conn.execute(query, params)
-    except psycopg.Error as e:
-        raise StorageError(f"cannot update SFT cycle {params.get('id')}: {e}") from e
+    await execute(pool, query, params, failure=f"cannot update SFT cycle {params.get('id')}")

@@ -12,6 +12,7 @@ from psycopg.rows import class_row, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from bot.errors import StorageError
+from bot.storage.errors import execute, fetch_one
 
 SELECT_CHANNEL = """
 SELECT mode, language FROM desk_channels
@@ -106,19 +107,11 @@ class CuratedAnswer:
 
 
 async def _fetch_one(pool: AsyncConnectionPool, query: str, params: dict[str, Any], what: str) -> Any:
-    try:
-        async with pool.connection() as conn:
-            return await (await conn.execute(query, params)).fetchone()
-    except psycopg.Error as e:
-        raise StorageError(f"cannot {what}: {e}") from e
+    return await fetch_one(pool, query, params, failure=f"cannot {what}")
 
 
 async def _execute(pool: AsyncConnectionPool, query: str, params: dict[str, Any], what: str) -> None:
-    try:
-        async with pool.connection() as conn:
-            await conn.execute(query, params)
-    except psycopg.Error as e:
-        raise StorageError(f"cannot {what}: {e}") from e
+    await execute(pool, query, params, failure=f"cannot {what}")
 
 
 async def channel(pool: AsyncConnectionPool, platform: str, workspace: str, channel: str) -> tuple[str, str] | None:
