@@ -29,7 +29,6 @@ from rich.text import Text
 
 from bot.domain import Actor, Answer, Passage, Question, answer_payload
 from bot.errors import LorebotError
-from bot.report_cli import report as desk_report
 from bot.settings import Settings
 
 app = typer.Typer(help="Lorebot: answers from your team's documents, with sources.", no_args_is_help=True)
@@ -303,7 +302,6 @@ def _mount_sft() -> None:
 
 
 _mount_sft()
-app.command("report")(desk_report)
 
 if __name__ == "__main__":  # ``python -m bot.cli``: how the launcher runs ``local-llm`` with this interpreter
     app()

@@ -1,30 +1,20 @@
 """``lorebot report``: what the knowledge base cannot answer, for the operator (an admin: question text shown,
-redacted per ``DESK_REDACT_PERSONAL_DATA``). Mounted on the main CLI by :mod:`bot.cli`; it lives outside
-:mod:`bot.desk` because it starts the service, which imports the desk."""
+redacted per ``DESK_REDACT_PERSONAL_DATA``). Mounted on the main CLI by :mod:`lorebot.cli`, like ``sources``; it
+lives outside :mod:`bot.desk` because it starts the service, which imports the desk."""
 
 from __future__ import annotations
 
-import asyncio
-import getpass
 import json
-import logging
 import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
-from bot.domain import Actor
-from bot.errors import LorebotError
-from bot.settings import Settings
+from bot.cli import console, err_console, load_settings, operator, run_core
 
 if TYPE_CHECKING:
     from bot.desk.report import Report
-
-console = Console(markup=False)
-err_console = Console(stderr=True, markup=False)
 
 
 def report(
@@ -41,21 +31,14 @@ def report(
     if as_json and as_csv:
         err_console.print("error: choose one of --json and --csv")
         raise typer.Exit(2)
-    settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr)
-    user = getpass.getuser()
-    operator = Actor(platform="local", user_id=user, display_name=user, is_admin=True)
+    settings = load_settings()
 
     async def run():
         span = parse_since(since)
         async with running_service(settings, with_llm=False, embeds=False) as service:
-            return await service.desk.report(operator, since=span, scope=scope)
+            return await service.desk.report(operator(), since=span, scope=scope)
 
-    try:
-        result = asyncio.run(run())
-    except LorebotError as e:
-        err_console.print(Text.assemble(("error:", "red"), f" {e}"))
-        raise typer.Exit(1) from e
+    result = run_core(run())
     if as_json:
         print(json.dumps(report_payload(result), default=str, ensure_ascii=False, indent=2))
     elif as_csv:

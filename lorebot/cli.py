@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from bot.cli import ScopeOption, app, console, load_settings, operator, run_core, scopes_or_default
+from bot.report_cli import report
 from bot.sources_cli import sources_app
 from lorebot.connectors import CONNECTORS
 
@@ -17,6 +18,7 @@ ConnectorName = StrEnum("ConnectorName", {name: name for name in CONNECTORS})
 __all__ = ["app"]
 
 app.add_typer(sources_app, name="sources")
+app.command("report")(report)
 
 
 @app.command()

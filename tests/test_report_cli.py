@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from bot.cli import app
+from lorebot.cli import app
 
 runner = CliRunner()
 
