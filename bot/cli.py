@@ -29,7 +29,7 @@ from rich.text import Text
 
 from bot.domain import Actor, Answer, Passage, Question, answer_payload
 from bot.errors import LorebotError
-from bot.settings import Settings
+from bot.settings import LocalPrecision, Settings
 
 app = typer.Typer(help="Lorebot: answers from your team's documents, with sources.", no_args_is_help=True)
 docs_app = typer.Typer(help="List and remove documents.", no_args_is_help=True)
@@ -279,6 +279,10 @@ def local_llm(
     served_model_name: Annotated[
         str | None, typer.Option(help="The model name clients ask for (default: LLM_MODEL)")
     ] = None,
+    precision: Annotated[
+        LocalPrecision | None,
+        typer.Option(help="bfloat16 (fast on CPU) or float32 (default: LOCAL_LLM_PRECISION)"),
+    ] = None,
 ) -> None:
     """Serve the embedded local model on an OpenAI-compatible endpoint in the foreground."""
     from bot.local_llm.server import load_served_model, serve
@@ -291,6 +295,7 @@ def local_llm(
         adapter_path=adapter,
         use_adapter=not no_adapter,
         served_model_name=served_model_name,
+        precision=precision,
     )
     serve(run_core(loading), settings, host=host, port=port)
 

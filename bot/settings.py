@@ -17,6 +17,7 @@ from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 EmbeddingBackend = Literal["minilm", "e5", "openai"]
+LocalPrecision = Literal["bfloat16", "float32"]
 
 
 def _default_data_dir() -> Path:
@@ -109,6 +110,9 @@ class Settings(BaseSettings):
         default=None, description="PEFT LoRA adapter folder; unset = the adapter shipped with Lorebot"
     )
     local_llm_use_adapter: bool = True
+    local_llm_precision: LocalPrecision = Field(
+        default="bfloat16", description="bfloat16: Gemma's training precision, ~2x faster on CPU; float32: as loaded"
+    )
     local_llm_start_timeout_s: float = Field(
         default=300.0, gt=0, description="How long to wait for the local model server to load and answer /health"
     )

@@ -16,7 +16,7 @@ import pytest
 from bot.errors import ConfigError
 from bot.local_llm.chat_template import CHAT_TEMPLATE
 from bot.local_llm.launcher import start_local_llm
-from bot.local_llm.model import LocalModel, StopFilter, load_local_model
+from bot.local_llm.model import LocalModel, SamplingParams, StopFilter, load_local_model
 from bot.local_llm.modeling import dequantized_cache, model_location
 from tests.fixtures.net import running_app
 
@@ -147,6 +147,93 @@ def test_lora_adapter_is_loaded_and_changes_the_model(tiny_model_dir: Path, tmp_
     ids = torch.tensor([plain.prompt_ids(MESSAGES)])
     with torch.inference_mode():
         assert not torch.allclose(plain.model(ids).logits, adapted.model(ids).logits)
+
+
+@pytest.fixture(scope="module")
+def tiny_adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA on every linear layer with random (not zero) weights, so it visibly changes the logits."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    lora = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    folder = tmp_path_factory.mktemp("adapter")
+    lora.save_pretrained(str(folder))
+    return folder
+
+
+def _logits(model, ids):
+    import torch
+
+    with torch.inference_mode():
+        return model(ids).logits[0, -1]
+
+
+def test_bfloat16_generation_runs_on_a_copy_that_carries_the_merged_adapter(
+    tiny_model_dir: Path, tiny_adapter: Path
+) -> None:
+    import torch
+
+    base = load_local_model(tiny_model_dir, name="base", precision="float32")
+    adapted = load_local_model(tiny_model_dir, tiny_adapter, name="adapted", precision="bfloat16")
+    ids = torch.tensor([base.prompt_ids(MESSAGES)])
+    with adapted.lock:
+        runner = adapted.runner()
+    assert runner is not adapted.model
+    assert {p.dtype for p in runner.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in adapted.model.parameters()} == {torch.float32}  # adapters still merge in fp32
+    assert not any("lora" in name for name, _ in runner.named_modules())
+    exact, bf16, plain = _logits(adapted.model, ids), _logits(runner, ids).float(), _logits(base.model, ids)
+    assert torch.nn.functional.cosine_similarity(exact, bf16, dim=0) > 0.99
+    assert (bf16 - exact).norm() < (plain - exact).norm() / 4  # the adapter's effect survives the copy
+    reply = adapted.generate(adapted.prompt_ids(MESSAGES), SamplingParams(max_tokens=4)).run()
+    assert reply
+
+
+def test_the_bfloat16_output_layer_never_copies_its_weight(tiny_model_dir: Path, tiny_adapter: Path) -> None:
+    """torch multiplies the last position's bfloat16 view by a frozen weight through bmm, after copying the whole
+    transposed weight (0.7 s per prompt for Gemma's 262k-word output layer); the copy must take the matrix path."""
+    import torch
+
+    local = load_local_model(tiny_model_dir, tiny_adapter, name="adapted", precision="bfloat16")
+    with local.lock:
+        runner = local.runner()
+    weight = runner.get_output_embeddings().weight
+    assert not weight.requires_grad  # frozen, as PEFT leaves the base weights: the case that went through bmm
+    ids = torch.tensor([local.prompt_ids(MESSAGES)])
+    with torch.inference_mode(), torch.profiler.profile(record_shapes=True) as profile:
+        runner(input_ids=ids, logits_to_keep=1)
+    transposed = [1, weight.shape[1], weight.shape[0]]
+    assert not [e for e in profile.events() if e.name == "aten::bmm" and transposed in e.input_shapes]
+
+
+def test_float32_generation_runs_on_the_model_itself(tiny_model_dir: Path) -> None:
+    local = load_local_model(tiny_model_dir, name="exact", precision="float32")
+    with local.lock:
+        assert local.runner() is local.model
+
+
+def test_the_bfloat16_copy_is_remade_only_when_another_adapter_is_merged(
+    tiny_model_dir: Path, tiny_adapter: Path
+) -> None:
+    import torch
+
+    local = load_local_model(tiny_model_dir, name="served", precision="bfloat16")
+    local.load_adapter("tuned", tiny_adapter)
+    ids = torch.tensor([local.prompt_ids(MESSAGES)])
+    with local.lock:
+        local.activate(None)
+        bare = local.runner()
+        assert local.runner() is bare
+        local.activate("tuned")
+        tuned = local.runner()
+        tuned_exact = _logits(local.model, ids)
+    assert tuned is not bare
+    tuned_logits = _logits(tuned, ids).float()
+    assert torch.nn.functional.cosine_similarity(tuned_logits, tuned_exact, dim=0) > 0.99
+    assert not torch.allclose(tuned_logits, _logits(bare, ids).float())
 
 
 def test_missing_model_path_is_a_clear_error(tmp_path: Path) -> None:

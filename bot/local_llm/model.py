@@ -1,12 +1,14 @@
 """The local generator: a transformers causal LM (optionally with a PEFT LoRA adapter) behind a streaming API.
 
-Loads the model and tokenizer as SFT does (:mod:`bot.local_llm.modeling`), in fp32 on the CPU. CPU inference runs
-one generation at a time (a lock): parallel generations would only slow each other down.
+Loads the model and tokenizer as SFT does (:mod:`bot.local_llm.modeling`), in fp32 on the CPU, and by default
+generates with a bfloat16 copy of it (:mod:`bot.local_llm.precision`). CPU inference runs one generation at a time (a
+lock): parallel generations would only slow each other down.
 
 LoRA adapters are named, as in vLLM: the one named like the model serves every request that names no other
 loaded adapter, and :meth:`LocalModel.load_adapter` adds or replaces one while the server runs. The adapter a
-generation uses is merged into the weights under the lock (and unmerged when another is asked for), so serving
-one adapter costs what a merged model costs.
+generation uses is merged into the fp32 weights under the lock (and unmerged when another is asked for), and the
+bfloat16 copy is remade from them when the merged adapter changed, so serving one adapter costs what a merged model
+costs.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from transformers import (
 
 from bot.local_llm.chat_template import STOP_STRINGS
 from bot.local_llm.modeling import load_model, load_tokenizer
+from bot.local_llm.precision import bfloat16_copy
+from bot.settings import LocalPrecision
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +98,10 @@ class Generation:
         stop_filter = StopFilter((*self.model.stop_strings, *self.params.stop))
         with self.model.lock:
             self.model.activate(self.adapter)
+            runner = self.model.runner()
             cancel = threading.Event()
             streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=False)
-            worker = threading.Thread(target=self._generate, args=(streamer, cancel), daemon=True)
+            worker = threading.Thread(target=self._generate, args=(runner, streamer, cancel), daemon=True)
             started = time.perf_counter()
             worker.start()
             try:
@@ -128,7 +133,7 @@ class Generation:
             pass
         return self.text
 
-    def _generate(self, streamer: TextIteratorStreamer, cancel: threading.Event) -> None:
+    def _generate(self, runner: Any, streamer: TextIteratorStreamer, cancel: threading.Event) -> None:
         params = self.params
         sampling: dict[str, Any] = (
             {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
@@ -138,7 +143,7 @@ class Generation:
         try:
             input_ids = torch.tensor([self.prompt_ids], device=self.model.device)
             with torch.inference_mode():
-                output = self.model.model.generate(
+                output = runner.generate(
                     input_ids=input_ids,
                     attention_mask=torch.ones_like(input_ids),
                     max_new_tokens=params.max_tokens,
@@ -157,10 +162,19 @@ class Generation:
 class LocalModel:
     """A loaded model + tokenizer and its named LoRA adapters; :meth:`generate` returns a :class:`Generation`."""
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, name: str) -> None:
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        name: str,
+        precision: LocalPrecision = "bfloat16",
+    ) -> None:
         self.model: Any = model
         self.tokenizer = tokenizer
         self.name = name
+        self.precision = precision
+        self._bf16: Any = None  # the bfloat16 copy of the model with the active adapter merged (None: to be made)
         self.lock = threading.Lock()
         self.adapters: dict[str, LoadedAdapter] = {}
         self._active: str | None = None  # internal name of the adapter merged into the weights; None = base
@@ -229,6 +243,7 @@ class LocalModel:
         internal = self.adapters[adapter].internal if adapter is not None else None
         if internal == self._active:
             return
+        self._bf16 = None
         if self._active is not None:
             self.model.base_model.unmerge_adapter()
             self.model.base_model.disable_adapter_layers()
@@ -238,6 +253,15 @@ class LocalModel:
             self.model.set_adapter(internal)
             self.model.base_model.merge_adapter([internal])
             self._active = internal
+
+    def runner(self) -> Any:
+        """The model generations run on, in :attr:`precision`, with the active adapter's weights. Call with
+        :attr:`lock` held."""
+        if self.precision == "float32":
+            return self.model
+        if self._bf16 is None:
+            self._bf16 = bfloat16_copy(self.model)
+        return self._bf16
 
     def _peft_load(self, path: Path, adapter_name: str) -> None:
         from peft import PeftModel
@@ -272,15 +296,18 @@ def _single_token_ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) 
     return sorted(set(ids))
 
 
-def load_local_model(model: str | Path, adapter_path: Path | None = None, *, name: str) -> LocalModel:
+def load_local_model(
+    model: str | Path, adapter_path: Path | None = None, *, name: str, precision: LocalPrecision = "bfloat16"
+) -> LocalModel:
     """Load a model (as :func:`~bot.local_llm.modeling.model_location` finds it) in fp32 on the CPU, plus an
-    optional PEFT LoRA adapter folder served as ``name`` and merged at once."""
+    optional PEFT LoRA adapter folder served as ``name``, merged at once and computing in ``precision``."""
     started = time.perf_counter()
     loaded = load_model(str(model), device="cpu", dtype="float32", keep_dequantized=True).eval()
-    local = LocalModel(loaded, load_tokenizer(str(model)), name=name)
+    local = LocalModel(loaded, load_tokenizer(str(model)), name=name, precision=precision)
     if adapter_path is not None:
         local.load_adapter(name, adapter_path)
-        with local.lock:
-            local.activate(name)  # merged now: the first answer does not pay for it
+    with local.lock:
+        local.activate(name if adapter_path is not None else None)
+        local.runner()  # merged and copied now: the first answer does not pay for it
     log.info("loaded local model %s from %s in %.1f s", name, model, time.perf_counter() - started)
     return local

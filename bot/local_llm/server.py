@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from bot.local_llm.launcher import default_adapter_path, default_model_path
 from bot.local_llm.model import AdapterError, Generation, LocalModel, SamplingParams, UnknownAdapter, load_local_model
-from bot.settings import Settings
+from bot.settings import LocalPrecision, Settings
 
 log = logging.getLogger(__name__)
 
@@ -242,11 +242,14 @@ def load_served_model(
     adapter_path: Path | None = None,
     use_adapter: bool = True,
     served_model_name: str | None = None,
+    precision: LocalPrecision | None = None,
 ) -> LocalModel:
-    """The model to serve; unset arguments come from settings (packaged Gemma, shipped adapter, ``LLM_MODEL``)."""
+    """The model to serve; unset arguments come from settings (packaged Gemma, shipped adapter, ``LLM_MODEL``,
+    ``LOCAL_LLM_PRECISION``)."""
     model = model_path or default_model_path(settings)
     adapter = (adapter_path or default_adapter_path(settings)) if use_adapter else None
-    return load_local_model(model, adapter, name=served_model_name or settings.llm_model)
+    name = served_model_name or settings.llm_model
+    return load_local_model(model, adapter, name=name, precision=precision or settings.local_llm_precision)
 
 
 def serve(model: LocalModel, settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
