@@ -263,7 +263,9 @@ def test_the_command_line_reports_a_missing_model_and_exits_1(monkeypatch: pytes
 
 
 def test_launcher_starts_a_server_subprocess_and_stops_it(settings, tiny_model_dir: Path) -> None:
-    settings = settings.model_copy(update={"llm_model": "tiny-served", "local_llm_use_adapter": False})
+    settings = settings.model_copy(
+        update={"llm_model": "tiny-served", "local_llm_use_adapter": False, "local_llm_precision": "float32"}
+    )
     with start_local_llm(settings, model_path=tiny_model_dir, port=0) as local:
         assert local.base_url.startswith("http://127.0.0.1:")
         client = openai.OpenAI(base_url=local.base_url, api_key="unused", max_retries=0, timeout=60)
@@ -271,6 +273,7 @@ def test_launcher_starts_a_server_subprocess_and_stops_it(settings, tiny_model_d
         assert reply.model == "tiny-served"
         assert reply.usage.completion_tokens >= 1
     assert local.process.poll() is not None
+    assert "bfloat16 copy" not in local.log_path.read_text()  # the settings' precision reached the server
 
 
 def test_launcher_reports_a_server_that_cannot_start_with_its_log(settings, tmp_path: Path) -> None:

@@ -140,7 +140,7 @@ def start_local_llm(
     adapter = adapter_path or default_adapter_path(settings)
     name = settings.llm_model
     command = [sys.executable, "-m", "bot.cli", "local-llm", "--host", host, "--port", str(port)]
-    command += ["--model", str(model), "--served-model-name", name]
+    command += ["--model", str(model), "--served-model-name", name, "--precision", settings.local_llm_precision]
     command += ["--adapter", str(adapter)] if adapter else ["--no-adapter"]
 
     log_dir = settings.data_dir / "logs"
