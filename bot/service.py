@@ -154,7 +154,7 @@ class Lorebot:
         question = await self.accept(question)
         started = time.perf_counter()
         history = await self._history(question.conversation)
-        language = await self._answer_language(question)
+        language = await self.desk.channel_language(question)
         final: Answer | None = None
         try:
             async for event in self.answerer.stream(question.text, question.scopes, history, language=language):
@@ -201,13 +201,6 @@ class Lorebot:
     async def knows_conversation(self, key: ConversationKey) -> bool:
         """True when the bot already answered in this conversation (thread follow-ups need no mention)."""
         return await conversations.exists(self.pool, key)
-
-    async def _answer_language(self, question: Question) -> str:
-        """The answer language the question's channel asks for (the desk's setting); "" where none is set."""
-        place = question.place
-        if place is None or not place.channel:
-            return ""
-        return (await self.desk.policy(place.platform, place.workspace, place.channel)).language
 
     async def _history(self, key: ConversationKey | None):
         if key is None or self.settings.history_turns == 0:

@@ -9,9 +9,10 @@ from datetime import timedelta
 import pytest
 
 from bot.answer.prompt import SYSTEM_PROMPT
+from bot.desk import texts
 from bot.desk.policy import ChannelMode, ChannelPolicy, HandoverTarget, should_answer
 from bot.desk.report import parse_since, report_csv, report_payload
-from bot.domain import Actor, Place, Question
+from bot.domain import Actor, ConversationKey, Place, Question
 from bot.errors import InvalidInput, NotFound, PermissionDenied
 from bot.service import Lorebot
 from bot.settings import Settings
@@ -95,6 +96,25 @@ async def test_a_channel_language_asks_the_model_to_answer_in_it(service: Lorebo
     in_chinese, unset = (request["messages"][0]["content"] for request in fake_llm.chat_requests[-2:])
     assert in_chinese == SYSTEM_PROMPT + "\nWrite the answer in Simplified Chinese (简体中文)."
     assert unset == SYSTEM_PROMPT  # exactly the prompt the adapter is trained on
+
+
+async def test_a_thread_shows_answers_in_its_parent_channels_language(service: Lorebot) -> None:
+    """A Discord thread is its own conversation but answers from its parent channel (the place): the language the
+    model is asked for and the one the answer is shown in come from the same channel."""
+    admin, user = Actor("discord", "1", is_admin=True), Actor("discord", "2")
+    await service.desk.set_policy(admin, "discord", "G1", "C1", language="zh")
+    await service.desk.set_handover(admin, "default", "CNURSES", "")
+    in_thread = Question(
+        "When is the clinic open?",
+        user,
+        ("default",),
+        conversation=ConversationKey("discord", "G1", "T9", "T9"),
+        place=Place("discord", "G1", "C1"),
+    )
+    assert await service.desk.channel_language(in_thread) == "zh"
+    decoration = await service.desk.decoration(in_thread)
+    assert decoration.language == "zh"
+    assert decoration.ask_person == texts.text("zh", "ask_person")
 
 
 async def test_footer_and_hand_over_target_per_scope(service: Lorebot) -> None:

@@ -269,12 +269,17 @@ class Desk:
         """What an answer to ``question`` shows besides itself: the scope's footer, and the "Ask a person" label in
         the channel's language when the scope hands over on this platform."""
         scope = await self.scope_desk(question.scopes[0], question.actor.platform)
-        language = ""
-        if question.conversation is not None:
-            key = question.conversation
-            language = (await self.policy(key.platform, key.workspace, key.channel)).language
+        language = await self.channel_language(question)
         ask_person = text(language, "ask_person") if scope.target is not None else None
         return Decoration(scope.footer, ask_person, language)
+
+    async def channel_language(self, question: Question) -> str:
+        """The answer language set for the channel ``question`` was asked in (a thread's: its parent channel's,
+        as for the knowledge scopes); "" where none is set. The model's prompt and the shown answer both use it."""
+        place = question.place
+        if place is None or not place.channel:
+            return ""
+        return (await self.policy(place.platform, place.workspace, place.channel)).language
 
     async def kb_status(self) -> list[dict]:
         """Per scope: documents, chunks, the last change, connected sources and their last sync (App Home)."""
