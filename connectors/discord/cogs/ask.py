@@ -7,7 +7,6 @@ always work; follow-ups in a thread *without* a mention need the intent (their c
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import replace
 
 import discord
@@ -69,7 +68,7 @@ class AskCog(commands.Cog):
         if me is None or message.author.bot or message.type not in ANSWERABLE_MESSAGE_TYPES:
             return
         text = question_text(message, me)
-        mentioned = _names(message, me)
+        mentioned = me.id in message.raw_mentions  # in the text: a reply also pings its author, which is no mention
         if not text:
             if mentioned:
                 await message.reply(EMPTY_MENTION_HINT, mention_author=False, allowed_mentions=NO_MENTIONS)
@@ -124,9 +123,3 @@ class AskCog(commands.Cog):
     def _replies_to_me(self, message: discord.Message) -> bool:
         parent = replied_to(message)
         return parent is not None and self.bot.user is not None and parent.author.id == self.bot.user.id
-
-
-def _names(message: discord.Message, me: discord.abc.User) -> bool:
-    """Whether the text mentions the bot: a reply pings the replied-to author (it is in ``message.mentions``), and
-    that alone is not a mention."""
-    return re.search(rf"<@!?{me.id}>", message.content) is not None
