@@ -133,37 +133,6 @@ def test_stop_filter_releases_a_held_back_prefix_that_was_no_stop() -> None:
     assert not stop_filter.stopped
 
 
-def test_lora_adapter_is_loaded_and_changes_the_model(tiny_model_dir: Path, tmp_path: Path) -> None:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
-    lora = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    lora.save_pretrained(str(tmp_path / "adapter"))
-
-    plain = load_local_model(tiny_model_dir, name="base")
-    adapted = load_local_model(tiny_model_dir, tmp_path / "adapter", name="adapted")
-    ids = torch.tensor([plain.prompt_ids(MESSAGES)])
-    with torch.inference_mode():
-        assert not torch.allclose(plain.model(ids).logits, adapted.model(ids).logits)
-
-
-@pytest.fixture(scope="module")
-def tiny_adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A LoRA on every linear layer with random (not zero) weights, so it visibly changes the logits."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(1)
-    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
-    lora = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
-    folder = tmp_path_factory.mktemp("adapter")
-    lora.save_pretrained(str(folder))
-    return folder
-
-
 def _logits(model, ids):
     import torch
 
@@ -171,13 +140,23 @@ def _logits(model, ids):
         return model(ids).logits[0, -1]
 
 
+def test_lora_adapter_is_loaded_and_changes_the_model(tiny_model_dir: Path, tiny_lora_dir: Path) -> None:
+    import torch
+
+    plain = load_local_model(tiny_model_dir, name="base")
+    adapted = load_local_model(tiny_model_dir, tiny_lora_dir, name="adapted")
+    ids = torch.tensor([plain.prompt_ids(MESSAGES)])
+    with torch.inference_mode():
+        assert not torch.allclose(plain.model(ids).logits, adapted.model(ids).logits)
+
+
 def test_bfloat16_generation_runs_on_a_copy_that_carries_the_merged_adapter(
-    tiny_model_dir: Path, tiny_adapter: Path
+    tiny_model_dir: Path, tiny_lora_dir: Path
 ) -> None:
     import torch
 
     base = load_local_model(tiny_model_dir, name="base", precision="float32")
-    adapted = load_local_model(tiny_model_dir, tiny_adapter, name="adapted", precision="bfloat16")
+    adapted = load_local_model(tiny_model_dir, tiny_lora_dir, name="adapted", precision="bfloat16")
     ids = torch.tensor([base.prompt_ids(MESSAGES)])
     with adapted.lock:
         runner = adapted.runner()
@@ -192,12 +171,12 @@ def test_bfloat16_generation_runs_on_a_copy_that_carries_the_merged_adapter(
     assert reply
 
 
-def test_the_bfloat16_output_layer_never_copies_its_weight(tiny_model_dir: Path, tiny_adapter: Path) -> None:
+def test_the_bfloat16_output_layer_never_copies_its_weight(tiny_model_dir: Path, tiny_lora_dir: Path) -> None:
     """torch multiplies the last position's bfloat16 view by a frozen weight through bmm, after copying the whole
     transposed weight (0.7 s per prompt for Gemma's 262k-word output layer); the copy must take the matrix path."""
     import torch
 
-    local = load_local_model(tiny_model_dir, tiny_adapter, name="adapted", precision="bfloat16")
+    local = load_local_model(tiny_model_dir, tiny_lora_dir, name="adapted", precision="bfloat16")
     with local.lock:
         runner = local.runner()
     weight = runner.get_output_embeddings().weight
@@ -216,12 +195,12 @@ def test_float32_generation_runs_on_the_model_itself(tiny_model_dir: Path) -> No
 
 
 def test_the_bfloat16_copy_is_remade_only_when_another_adapter_is_merged(
-    tiny_model_dir: Path, tiny_adapter: Path
+    tiny_model_dir: Path, tiny_lora_dir: Path
 ) -> None:
     import torch
 
     local = load_local_model(tiny_model_dir, name="served", precision="bfloat16")
-    local.load_adapter("tuned", tiny_adapter)
+    local.load_adapter("tuned", tiny_lora_dir)
     ids = torch.tensor([local.prompt_ids(MESSAGES)])
     with local.lock:
         local.activate(None)
