@@ -21,10 +21,8 @@ import argparse
 import asyncio
 import functools
 import os
-import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -35,7 +33,7 @@ from psycopg import sql
 from bot.embeddings import load_embedder
 from bot.retrieval import Retriever
 from bot.settings import Settings
-from bot.storage.embedded import start_embedded_server
+from bot.storage.embedded import start_throwaway_server
 from bot.storage.migrate import migrate
 from bot.storage.pool import open_pool
 from bot.text import lexemes
@@ -265,9 +263,7 @@ async def main() -> None:
             args.reuse, settings=settings.model_copy(update={"database_url": args.reuse})
         )
     else:
-        server_uri = os.environ.get("DATABASE_URL") or start_embedded_server(
-            Path(tempfile.mkdtemp(prefix="lorebot-retrieval-bench-"))
-        )
+        server_uri = os.environ.get("DATABASE_URL") or start_throwaway_server("lorebot-retrieval-bench-")
         name = f"lorebot_retrieval_bench_{os.getpid()}"
         with psycopg.connect(server_uri, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

@@ -33,7 +33,7 @@ from bot.domain import Actor
 from bot.service import Lorebot
 from bot.settings import Settings
 from bot.sources.model import SourceOptions
-from bot.storage.embedded import start_embedded_server
+from bot.storage.embedded import start_throwaway_server
 
 RESULTS = ROOT / "bench" / "results" / "sources.json"
 OPERATOR = Actor("local", "bench", is_admin=True)
@@ -121,7 +121,7 @@ async def main() -> None:
     parser.add_argument("--changed", type=int, default=50)
     args = parser.parse_args()
     load_before = os.getloadavg()
-    server_uri = os.environ.get("DATABASE_URL") or start_embedded_server(Path(tempfile.mkdtemp(prefix="lorebench-")))
+    server_uri = os.environ.get("DATABASE_URL") or start_throwaway_server("lorebench-")
     results = {}
     for kind in ("web", "sitemap"):
         site = Site(paragraphs(args.pages))

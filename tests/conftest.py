@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from psycopg import sql
 
 from bot.settings import Settings
-from bot.storage.embedded import start_embedded_server
+from bot.storage.embedded import start_throwaway_server
 from bot.storage.migrate import migrate
 from bot.storage.pool import open_pool
 
@@ -57,7 +56,7 @@ def pg_server_uri() -> str:
     if url:
         return url
     # Outside pytest's temp root: other pytest runs reset that to mode 0700, locking out the `pgserver` OS user.
-    return start_embedded_server(Path(tempfile.mkdtemp(prefix="lorebot-pg-")), shared_buffers="256MB")
+    return start_throwaway_server("lorebot-pg-")
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,16 @@
 """The embedded Postgres on its first start, with real processes: a SIGKILL during initdb leaves nothing
-half-written, stale pid files are recovered, and several processes starting at once all succeed."""
+half-written, stale pid files are recovered, several processes starting at once all succeed, and a throwaway
+server (tests, benchmarks) leaves nothing behind."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
+
+import psycopg
 
 from tests.fixtures.embedded import run_to_completion, start_process, wait_for
 
@@ -63,3 +68,30 @@ def test_several_processes_starting_a_fresh_data_dir_at_once_all_succeed(fresh_d
     codes = [process.wait(START_TIMEOUT_S) for process in processes]
 
     assert codes == [0, 0, 0, 0], "\n\n".join(log.read_text() for log in logs)
+
+
+def test_a_throwaway_server_is_stopped_and_its_folder_removed_when_its_process_exits(fresh_data_dir: Path) -> None:
+    fresh_data_dir.mkdir(mode=0o755)
+    script = (
+        "import psycopg\n"
+        "from bot.storage.embedded import start_throwaway_server\n"
+        "uri = start_throwaway_server('lorebot-throwaway-')\n"
+        "psycopg.connect(uri).execute('CREATE TABLE kept (id int)')\n"
+        "print(uri)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "TMPDIR": str(fresh_data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert list(fresh_data_dir.glob("lorebot-throwaway-*")) == []  # pgserver's own `.lockfile` stays
+    try:
+        psycopg.connect(done.stdout.strip(), connect_timeout=2).close()
+    except psycopg.OperationalError:
+        pass
+    else:
+        raise AssertionError("the throwaway server still accepts connections after its process exited")

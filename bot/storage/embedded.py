@@ -17,6 +17,7 @@ start goes wrong:
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import shutil
@@ -83,6 +84,21 @@ def start_embedded_server(data_dir: Path, *, shared_buffers: str = "256MB") -> s
     uri = server.get_uri()
     log.info("embedded postgres ready in %s", pgdata)
     return uri
+
+
+def start_throwaway_server(prefix: str) -> str:
+    """Start an embedded server in a new temporary folder that is deleted when this process exits (tests,
+    benchmarks); return its URI. Each run used to leave a 130 MB cluster behind in the temp directory."""
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    # Registered before pgserver registers its own exit handler, so it runs after the server has stopped.
+    atexit.register(_remove_stopped, data_dir)
+    return start_embedded_server(data_dir)
+
+
+def _remove_stopped(data_dir: Path) -> None:
+    """Delete ``data_dir`` unless a server still runs there (another process joined it and outlives this one)."""
+    if not (data_dir / "pgdata" / POSTMASTER_PID_FILE).exists():
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @contextmanager
