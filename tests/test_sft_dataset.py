@@ -12,7 +12,8 @@ from bot.answer.prompt import NOT_FOUND_ANSWER, SYSTEM_PROMPT, build_messages
 from bot.domain import Passage
 from bot.sft.config import DatasetConfig
 from bot.sft.dataset import build_dataset, eval_groups
-from bot.sft.errors import DatasetFormatError
+from bot.sft.errors import DatasetFormatError, SFTError
+from bot.sft.example import Example
 from bot.sft.formats import read_examples
 from tests.fixtures.sft import write_jsonl
 
@@ -180,6 +181,35 @@ def test_eval_groups_is_a_seeded_stable_fraction() -> None:
     assert held == eval_groups(reversed(groups), 0.1, seed=1)
     assert held != eval_groups(groups, 0.1, seed=2)
     assert eval_groups(["only"], 0.5, seed=1) == set()
+
+
+def _rag_example(number: int, lang: str, *, refused: bool) -> Example:
+    reply = NOT_FOUND_ANSWER if refused else f"answer {number} [1]"
+    messages = ({"role": "user", "content": f"question {number}"}, {"role": "assistant", "content": reply})
+    return Example(messages=messages, source="qa:test", group=f"article {number}", lang=lang)
+
+
+def test_refusals_are_capped_per_language_and_answers_are_all_kept(tmp_path: Path) -> None:
+    # English: 6 answered, 4 refused; Chinese: 3 answered, 7 refused
+    shapes = [("en", i >= 6) for i in range(10)] + [("zh", i >= 3) for i in range(10)]
+    examples = [_rag_example(i, lang, refused=refused) for i, (lang, refused) in enumerate(shapes)]
+    config = _config(tmp_path, eval_fraction=0.0, max_refusal_share=0.25)
+
+    train = build_dataset(config, rag={"train": examples, "eval": []}).train
+
+    def count(lang: str, refused: bool) -> int:
+        return sum(e.lang == lang and (e.messages[-1]["content"] == NOT_FOUND_ANSWER) == refused for e in train)
+
+    assert (count("en", False), count("en", True)) == (6, 2)  # 2 of 8 = 25 %
+    assert (count("zh", False), count("zh", True)) == (3, 1)  # 1 of 4 = 25 %
+    uncapped = build_dataset(_config(tmp_path, eval_fraction=0.0), rag={"train": examples, "eval": []}).train
+    assert len(uncapped) == 20
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5])
+def test_a_refusal_share_outside_0_to_1_is_rejected(share: float) -> None:
+    with pytest.raises(SFTError, match="max_refusal_share"):
+        DatasetConfig(max_refusal_share=share)
 
 
 def test_duplicates_empty_and_overlong_examples_are_dropped(tmp_path: Path) -> None:

@@ -30,6 +30,10 @@ class DatasetConfig:
     retrieval_k: int = 0  # passages per question; 0 = the serving default (RETRIEVAL_K)
     withheld_fraction: float = 0.25  # paragraphs left out of the index: their questions must be refused
     multi_turn_ratio: float = 0.15  # answerable questions asked as a follow-up in a conversation
+    # Largest share of refusals among one language's RAG training examples; the surplus is dropped at random.
+    # 1.0 keeps them all. Withheld paragraphs plus spans outside the top k made a third of the Chinese examples
+    # refusals, and the small model learned to refuse answerable Chinese questions.
+    max_refusal_share: float = 1.0
     distractors: int = 2
     passage_tokens: int = 120
     unanswerable_ratio: float = 0.25
@@ -41,6 +45,8 @@ class DatasetConfig:
 
     def __post_init__(self) -> None:
         _check_choice("dataset.rag_passages", self.rag_passages, ("retrieved", "stored"))
+        if not 0 <= self.max_refusal_share <= 1:
+            raise SFTError(f"dataset.max_refusal_share must be between 0 and 1, not {self.max_refusal_share}")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bot.answer.prompt import NOT_FOUND_ANSWER
 from bot.sft.card import card_markdown, card_stats
 from bot.sft.config import DatasetConfig
 from bot.sft.example import Example
@@ -95,6 +96,7 @@ def build_dataset(
                     passage_tokens=config.passage_tokens,
                     unanswerable_ratio=config.unanswerable_ratio,
                 )
+    train = cap_refusals(train, config.max_refusal_share, rng)
     others = [e for path in config.curated_files for e in read_examples(path, source=f"curated:{path.stem}")]
     _split_into(others + list(extra), config, train, held)
     instructions = [e for path in config.instruction_files for e in read_examples(path, source=INSTRUCTIONS)]
@@ -117,6 +119,18 @@ def build_dataset(
     _write(config.output_dir, train, held, stats, card_markdown(stats, dropped=dropped, settings=settings))
     log.info("SFT dataset: %d train, %d eval examples in %s", len(train), len(held), config.output_dir)
     return DatasetResult(config.output_dir, train, held, dropped, stats)
+
+
+def cap_refusals(examples: Sequence[Example], share: float, rng: random.Random) -> list[Example]:
+    """``examples`` in their order, with refusals dropped at random until they are at most ``share`` of each
+    language's examples."""
+    surplus: set[int] = set()
+    for lang in sorted({e.lang for e in examples}):
+        refusals = [e for e in examples if e.lang == lang and e.messages[-1]["content"] == NOT_FOUND_ANSWER]
+        answered = sum(1 for e in examples if e.lang == lang) - len(refusals)
+        allowed = len(refusals) if share >= 1 else math.floor(answered * share / (1 - share))
+        surplus |= {id(e) for e in rng.sample(refusals, max(0, len(refusals) - allowed))}
+    return [e for e in examples if id(e) not in surplus]
 
 
 def _split_into(examples: Sequence[Example], config: DatasetConfig, train: list, held: list) -> None:
