@@ -300,13 +300,5 @@ def local_llm(
     serve(run_core(loading), settings, host=host, port=port)
 
 
-def _mount_sft() -> None:
-    from bot.sft.cli import sft_app
-
-    app.add_typer(sft_app, name="sft", help="Build SFT datasets, train, evaluate and export LoRA adapters.")
-
-
-_mount_sft()
-
 if __name__ == "__main__":  # ``python -m bot.cli``: how the launcher runs ``local-llm`` with this interpreter
     app()

@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from bot.cli import ScopeOption, app, console, load_settings, operator, run_core, scopes_or_default
 from bot.report_cli import report
+from bot.sft_cli import sft_app
 from bot.sources_cli import sources_app
 from lorebot.connectors import CONNECTORS
 
@@ -18,6 +19,7 @@ ConnectorName = StrEnum("ConnectorName", {name: name for name in CONNECTORS})
 __all__ = ["app"]
 
 app.add_typer(sources_app, name="sources")
+app.add_typer(sft_app, name="sft")
 app.command("report")(report)
 
 

@@ -17,9 +17,9 @@ from bot.errors import NotFound, StorageError
 from bot.notices import Notice
 from bot.service import Lorebot
 from bot.settings import Settings
-from bot.sft.cli import sft_app
 from bot.sft.lora_runtime import LoraRuntime, ServingError
 from bot.sft.registry import ServingTarget, promote, rollback
+from bot.sft_cli import sft_app
 from bot.storage import adapters as store
 from tests.test_vllm_lora import FakeVLLM, running_app, running_fake_vllm
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from bot.answer.prompt import build_messages, format_context
 from bot.domain import Actor, Answer, Passage, Question
-from bot.sft.cli import sft_app
+from bot.sft_cli import sft_app
 from bot.storage import conversations, feedback
 from tests.fixtures.llm import FakeLLM
 

@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 from bot.embeddings import Embedder
 from bot.settings import Settings
-from bot.sft.cli import sft_app
 from bot.sft.config import SFTConfig, load_config
 from bot.sft.lora_runtime import LoraRuntime
 from bot.sft.registry import ServingTarget, promote
+from bot.sft_cli import sft_app
 from bot.storage import adapters as registry
 from tests.fixtures.llm import FakeLLM
 from tests.test_sft_cycle import _config, _seed_feedback, _train_shipped

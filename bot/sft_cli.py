@@ -1,7 +1,7 @@
 """``lorebot sft dataset|train|eval|export|cycle|status|promote|rollback``: arguments → config file → one core
 call each.
 
-Imports nothing heavy at module level: the main CLI mounts this app on every start.
+Imports nothing heavy at module level: the `lorebot` command (:mod:`lorebot.cli`) mounts this app on every start.
 """
 
 from __future__ import annotations
@@ -10,31 +10,22 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import logging
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
+from bot.cli import load_settings
 from bot.errors import LorebotError
+from bot.local_llm.launcher import SHIPPED_ADAPTER
 from bot.settings import Settings
 from bot.sft.errors import SFTError
 
 sft_app = typer.Typer(no_args_is_help=True, help="Build SFT datasets, train, evaluate and export LoRA adapters.")
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="SFT config file (TOML)", exists=True)]
-DEFAULT_ADAPTER = Path(__file__).resolve().parents[1] / "adapters" / "lorebot-gemma3-270m"
 T = TypeVar("T")
-
-
-def _settings() -> Settings:
-    settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    return settings
 
 
 def _fail(error: LorebotError) -> typer.Exit:
@@ -58,7 +49,7 @@ def dataset(
     from bot.sft.dataset import build_dataset, split_articles
     from bot.sft.feedback import load_feedback_examples
 
-    settings = _settings()
+    settings = load_settings()
     try:
         cfg = load_config(config).dataset
         cfg = dataclasses.replace(
@@ -91,7 +82,7 @@ def train(
     from bot.sft.config import load_config
     from bot.sft.train import train as run_training
 
-    _settings()
+    load_settings()
     try:
         adapter = run_training(load_config(config).train, resume=resume)
     except LorebotError as e:
@@ -112,7 +103,7 @@ def evaluate(
     in_process: Annotated[
         bool, typer.Option(help="Stored passages, base vs --adapter with batched generate in this process (no HTTP)")
     ] = False,
-    adapter: Annotated[Path, typer.Option(help="Adapter for --local / --in-process")] = DEFAULT_ADAPTER,
+    adapter: Annotated[Path, typer.Option(help="Adapter for --local / --in-process")] = SHIPPED_ADAPTER,
     model_path: Annotated[Path | None, typer.Option(help="Base model for --local (default Gemma 3 270M)")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size for --in-process")] = 8,
     output_dir: Annotated[Path | None, typer.Option(help="Write eval.md, eval.json and the answers here")] = None,
@@ -128,7 +119,7 @@ def evaluate(
     from bot.sft.evaluate import evaluate_in_process, evaluate_loop, local_targets, table
     from bot.sft.realloop import throwaway_settings
 
-    settings = _settings()
+    settings = load_settings()
     try:
         loaded = load_config(config)
         cfg = dataclasses.replace(loaded.eval, limit=loaded.eval.limit if limit is None else limit)
@@ -175,7 +166,7 @@ def export(
     """Copy the adapter and write the vLLM command line; convert to a GGUF LoRA when llama.cpp is given."""
     from bot.sft.export import export as run_export
 
-    _settings()
+    load_settings()
     try:
         result = run_export(adapter, output_dir, name=name, base_model=base_model, llama_cpp_dir=llama_cpp, half=half)
     except LorebotError as e:
@@ -216,7 +207,7 @@ def status(json_output: Annotated[bool, typer.Option("--json", help="Print JSON 
     """The adapter registry: every adapter, its status, data, scores, and who promoted it when."""
     from bot.storage import adapters as store
 
-    settings = _settings()
+    settings = load_settings()
     try:
         rows = asyncio.run(_with_pool(settings, store.adapters))
     except LorebotError as e:
@@ -263,7 +254,7 @@ def register(
     """Add an adapter trained outside a cycle (e.g. the first one) to the registry as a candidate."""
     from bot.storage import adapters as store
 
-    settings = _settings()
+    settings = load_settings()
     try:
         if not (adapter / "adapter_config.json").is_file():
             raise SFTError(f"{adapter} is not a PEFT adapter folder (no adapter_config.json)")
@@ -294,7 +285,7 @@ def promote(
     from bot.sft.registry import serving_target
     from bot.storage import adapters as store
 
-    settings = _settings()
+    settings = load_settings()
 
     async def work(pool: Any) -> Any:
         chosen = name
@@ -322,7 +313,7 @@ def rollback() -> None:
     from bot.sft.registry import rollback as run_rollback
     from bot.sft.registry import serving_target
 
-    settings = _settings()
+    settings = load_settings()
     try:
         change = asyncio.run(
             _with_pool(
@@ -355,7 +346,7 @@ def cycle(
     from bot.sft.realloop import throwaway_settings
     from bot.sft.registry import serving_target
 
-    settings = _settings()
+    settings = load_settings()
     try:
         loaded = load_config(config)
         serve = serving_target(settings)
