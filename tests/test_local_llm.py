@@ -18,6 +18,7 @@ from bot.local_llm.chat_template import CHAT_TEMPLATE
 from bot.local_llm.launcher import start_local_llm
 from bot.local_llm.model import LocalModel, SamplingParams, StopFilter, load_local_model
 from bot.local_llm.modeling import dequantized_cache, model_location
+from bot.local_llm.prefix import MIN_PREFIX_TOKENS
 from tests.fixtures.net import running_app
 
 
@@ -44,6 +45,17 @@ MESSAGES = [
     {"role": "system", "content": "Answer from the sources."},
     {"role": "user", "content": "When is the support office open?"},
 ]
+SYSTEM = "Answer from the numbered sources only, cite every fact, and say so when the sources lack the answer. " * 2
+QUESTIONS = ("When is the support office open?", "How do I reset my password?", "Where is the clinic?")
+
+
+def asked(question: str) -> list[dict[str, str]]:
+    """A prompt as the chain sends it: the same long system prompt, then the question."""
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
+
+
+def common_start(a: list[int], b: list[int]) -> int:
+    return next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
 
 
 def test_health_and_models_name_the_served_model(server_url: str) -> None:
@@ -213,6 +225,51 @@ def test_the_bfloat16_copy_is_remade_only_when_another_adapter_is_merged(
     tuned_logits = _logits(tuned, ids).float()
     assert torch.nn.functional.cosine_similarity(tuned_logits, tuned_exact, dim=0) > 0.99
     assert not torch.allclose(tuned_logits, _logits(bare, ids).float())
+
+
+def test_prompts_sharing_a_start_continue_from_its_cache_with_the_same_answers(
+    tiny_model_dir: Path, tiny_lora_dir: Path
+) -> None:
+    params = SamplingParams(max_tokens=12)
+    local = load_local_model(tiny_model_dir, tiny_lora_dir, name="served", precision="float32")
+    prompts = [local.prompt_ids(asked(question)) for question in QUESTIONS]
+    generations = [local.generate(prompt, params) for prompt in prompts]
+    texts = [generation.run() for generation in generations]
+
+    shared = common_start(prompts[0], prompts[1])
+    assert shared >= MIN_PREFIX_TOKENS
+    assert [g.cached_tokens for g in generations] == [0, shared, shared]  # found by the second prompt
+    for prompt, text in zip(prompts, texts, strict=True):
+        uncached = load_local_model(tiny_model_dir, tiny_lora_dir, name="served", precision="float32")
+        assert uncached.generate(prompt, params).run() == text
+
+
+def test_the_prefix_cache_is_dropped_when_another_adapter_is_merged(tiny_model_dir: Path, tiny_lora_dir: Path) -> None:
+    params = SamplingParams(max_tokens=12)
+    local = load_local_model(tiny_model_dir, name="served", precision="float32")
+    local.load_adapter("tuned", tiny_lora_dir)
+    first, second = (local.prompt_ids(asked(question)) for question in QUESTIONS[:2])
+    local.generate(first, params).run()
+    assert local.generate(second, params).cached_tokens == 0  # counted when generation starts
+    cached = local.generate(second, params)
+    cached.run()
+    assert cached.cached_tokens > 0  # the base model's cache
+
+    tuned = local.generate(second, params, "tuned")
+    text = tuned.run()
+
+    assert tuned.cached_tokens == 0
+    alone = load_local_model(tiny_model_dir, tiny_lora_dir, name="tuned", precision="float32")
+    assert alone.generate(second, params).run() == text
+
+
+def test_usage_reports_the_prompt_tokens_served_from_the_cache(client: openai.OpenAI, tiny_model: LocalModel) -> None:
+    replies = [
+        client.chat.completions.create(model="tiny", messages=asked(question), max_tokens=4, temperature=0)
+        for question in QUESTIONS[:2]
+    ]
+    shared = common_start(*(tiny_model.prompt_ids(asked(question)) for question in QUESTIONS[:2]))
+    assert [r.usage.prompt_tokens_details.cached_tokens for r in replies] == [0, shared]
 
 
 def test_missing_model_path_is_a_clear_error(tmp_path: Path) -> None:

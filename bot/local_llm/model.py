@@ -8,7 +8,7 @@ LoRA adapters are named, as in vLLM: the one named like the model serves every r
 loaded adapter, and :meth:`LocalModel.load_adapter` adds or replaces one while the server runs. The adapter a
 generation uses is merged into the fp32 weights under the lock (and unmerged when another is asked for), and the
 bfloat16 copy is remade from them when the merged adapter changed, so serving one adapter costs what a merged model
-costs.
+costs. The prompt start that requests share is prefilled once (:mod:`bot.local_llm.prefix`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from transformers import (
 from bot.local_llm.chat_template import STOP_STRINGS
 from bot.local_llm.modeling import load_model, load_tokenizer
 from bot.local_llm.precision import bfloat16_copy
+from bot.local_llm.prefix import PrefixCache
 from bot.settings import LocalPrecision
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class Generation:
         self.adapter = adapter
         self.text = ""
         self.prompt_tokens = len(prompt_ids)
+        self.cached_tokens = 0  # prompt tokens whose attention cache came from the prefix cache
         self.completion_tokens = 0
         self.finish_reason = "stop"
         self._error: BaseException | None = None
@@ -99,9 +101,10 @@ class Generation:
         with self.model.lock:
             self.model.activate(self.adapter)
             runner = self.model.runner()
+            cache, self.cached_tokens = self.model.prefix.take(runner, self.prompt_ids)
             cancel = threading.Event()
             streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=False)
-            worker = threading.Thread(target=self._generate, args=(runner, streamer, cancel), daemon=True)
+            worker = threading.Thread(target=self._generate, args=(runner, cache, streamer, cancel), daemon=True)
             started = time.perf_counter()
             worker.start()
             try:
@@ -123,8 +126,9 @@ class Generation:
         if not stop_filter.stopped and self.completion_tokens >= self.params.max_tokens:
             self.finish_reason = "length"
         log.info(
-            "generated prompt_tokens=%d completion_tokens=%d finish=%s seconds=%.2f",
-            self.prompt_tokens, self.completion_tokens, self.finish_reason, time.perf_counter() - started,
+            "generated prompt_tokens=%d cached_tokens=%d completion_tokens=%d finish=%s seconds=%.2f",
+            self.prompt_tokens, self.cached_tokens, self.completion_tokens, self.finish_reason,
+            time.perf_counter() - started,
         )  # fmt: skip
 
     def run(self) -> str:
@@ -133,7 +137,7 @@ class Generation:
             pass
         return self.text
 
-    def _generate(self, runner: Any, streamer: TextIteratorStreamer, cancel: threading.Event) -> None:
+    def _generate(self, runner: Any, cache: Any, streamer: TextIteratorStreamer, cancel: threading.Event) -> None:
         params = self.params
         sampling: dict[str, Any] = (
             {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
@@ -146,6 +150,7 @@ class Generation:
                 output = runner.generate(
                     input_ids=input_ids,
                     attention_mask=torch.ones_like(input_ids),
+                    cache=cache,  # the prompt's cached start, or None
                     max_new_tokens=params.max_tokens,
                     eos_token_id=self.model.stop_token_ids or None,
                     pad_token_id=self.model.pad_token_id,
@@ -175,6 +180,7 @@ class LocalModel:
         self.name = name
         self.precision = precision
         self._bf16: Any = None  # the bfloat16 copy of the model with the active adapter merged (None: to be made)
+        self.prefix = PrefixCache()  # of the weights generations run on
         self.lock = threading.Lock()
         self.adapters: dict[str, LoadedAdapter] = {}
         self._active: str | None = None  # internal name of the adapter merged into the weights; None = base
@@ -244,6 +250,7 @@ class LocalModel:
         if internal == self._active:
             return
         self._bf16 = None
+        self.prefix.clear()
         if self._active is not None:
             self.model.base_model.unmerge_adapter()
             self.model.base_model.disable_adapter_layers()

@@ -93,11 +93,12 @@ def parse_request(body: Any) -> tuple[list[dict[str, str]], SamplingParams, bool
     return messages, params, stream, include_usage
 
 
-def _usage(generation: Generation) -> dict[str, int]:
+def _usage(generation: Generation) -> dict[str, Any]:
     return {
         "prompt_tokens": generation.prompt_tokens,
         "completion_tokens": generation.completion_tokens,
         "total_tokens": generation.prompt_tokens + generation.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": generation.cached_tokens},  # as OpenAI and vLLM report it
     }
 
 
