@@ -40,7 +40,7 @@ ANSWERED = [
     ("How many tokens are in a chunk?", ("256",), "lorebot-overview.md"),
     ("Who can add or remove documents?", ("admin", "Admin"), "admin-guide.md"),
 ]
-ANSWERED_FLOOR = 5
+ANSWERED_FLOOR = 6
 REFUSED = ["What is the capital of France?", "How many vacation days do employees get?", "公司的年假有几天？"]
 
 
