@@ -6,7 +6,6 @@ import statistics
 from collections import Counter
 from collections.abc import Sequence
 
-from bot.answer.prompt import NOT_FOUND_ANSWER
 from bot.sft.example import Example
 
 
@@ -20,7 +19,7 @@ def card_stats(splits: dict[str, Sequence[Example]], lengths: dict[str, Sequence
             "groups": len({e.group for e in examples}),
             "by_source": dict(sorted(Counter(e.source for e in examples).items())),
             "by_language": dict(sorted(Counter(e.lang for e in examples).items())),
-            "refusals": sum(1 for e in examples if e.messages[-1]["content"] == NOT_FOUND_ANSWER),
+            "refusals": sum(1 for e in examples if e.refused),
             "length": _summary(sizes),
         }
     return stats

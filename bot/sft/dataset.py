@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bot.answer.prompt import NOT_FOUND_ANSWER
 from bot.sft.card import card_markdown, card_stats
 from bot.sft.config import DatasetConfig
 from bot.sft.example import Example
@@ -126,7 +125,7 @@ def cap_refusals(examples: Sequence[Example], share: float, rng: random.Random) 
     language's examples."""
     surplus: set[int] = set()
     for lang in sorted({e.lang for e in examples}):
-        refusals = [e for e in examples if e.lang == lang and e.messages[-1]["content"] == NOT_FOUND_ANSWER]
+        refusals = [e for e in examples if e.lang == lang and e.refused]
         answered = sum(1 for e in examples if e.lang == lang) - len(refusals)
         allowed = len(refusals) if share >= 1 else math.floor(answered * share / (1 - share))
         surplus |= {id(e) for e in rng.sample(refusals, max(0, len(refusals) - allowed))}

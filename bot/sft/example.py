@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from bot.answer.prompt import NOT_FOUND_ANSWER
+
 ROLES = frozenset({"system", "user", "assistant"})
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
@@ -22,6 +24,11 @@ class Example:
     group: str
     lang: str = "en"
     qa: dict | None = field(default=None, compare=False)
+
+    @property
+    def refused(self) -> bool:
+        """The reply is the not-found answer (the sources do not hold one)."""
+        return self.messages[-1]["content"] == NOT_FOUND_ANSWER
 
     def text(self) -> str:
         return "\n".join(message["content"] for message in self.messages)
