@@ -11,6 +11,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def database_server(prefix: str) -> str:
+    """The admin URI of ``DATABASE_URL``'s server, else of a throwaway embedded one (removed when the bench exits)."""
+    from bot.storage.embedded import start_throwaway_server
+
+    return os.environ.get("DATABASE_URL") or start_throwaway_server(prefix)
+
+
 def git_sha() -> str:
     """The commit the numbers were measured on, ``-dirty`` when the tree had uncommitted changes."""
     try:

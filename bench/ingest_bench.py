@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import psycopg
-from common import ROOT, write_results  # bench/common.py (the script's folder is on sys.path)
+from common import ROOT, database_server, write_results  # bench/common.py (the script's folder is on sys.path)
 from langchain_core.embeddings import Embeddings
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
@@ -50,7 +50,6 @@ from bot.ingest.chunking import chunk_document
 from bot.ingest.pipeline import Ingestor, IngestSource, TextSource
 from bot.settings import Settings
 from bot.storage.documents import replace_document
-from bot.storage.embedded import start_throwaway_server
 from bot.storage.migrate import migrate
 from bot.storage.pool import open_pool
 
@@ -351,7 +350,7 @@ async def main() -> None:
     docs = load_paragraphs(args.docs, args.seed)
     embedder = load_embedder(settings)
     embedder.embed_documents(["warm-up"])  # model load and first-call costs stay out of every timing
-    server_uri = os.environ.get("DATABASE_URL") or start_throwaway_server("lorebench-")
+    server_uri = database_server("lorebench-")
     prepared = prepare_storage(load_paragraphs(args.storage_docs, args.seed), settings, embedder.dim, args.seed)
 
     chunk_texts = [c.text for title, text in docs for c in chunk_document(text, title=title, settings=settings)]

@@ -26,14 +26,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import psycopg
-from common import ROOT, write_results  # bench/common.py (the script's folder is on sys.path)
+from common import ROOT, database_server, write_results  # bench/common.py (the script's folder is on sys.path)
 from corpus import DIM, Corpus, build_corpus
 from psycopg import sql
 
 from bot.embeddings import load_embedder
 from bot.retrieval import Retriever
 from bot.settings import Settings
-from bot.storage.embedded import start_throwaway_server
 from bot.storage.migrate import migrate
 from bot.storage.pool import open_pool
 from bot.text import lexemes
@@ -263,7 +262,7 @@ async def main() -> None:
             args.reuse, settings=settings.model_copy(update={"database_url": args.reuse})
         )
     else:
-        server_uri = os.environ.get("DATABASE_URL") or start_throwaway_server("lorebot-retrieval-bench-")
+        server_uri = database_server("lorebot-retrieval-bench-")
         name = f"lorebot_retrieval_bench_{os.getpid()}"
         with psycopg.connect(server_uri, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

@@ -25,7 +25,7 @@ from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from common import ROOT, write_results  # bench/common.py (the script's folder is on sys.path)
+from common import ROOT, database_server, write_results  # bench/common.py (the script's folder is on sys.path)
 from corpus import SQUAD
 from ingest_bench import fresh_database
 
@@ -33,7 +33,6 @@ from bot.domain import Actor
 from bot.service import Lorebot
 from bot.settings import Settings
 from bot.sources.model import SourceOptions
-from bot.storage.embedded import start_throwaway_server
 
 RESULTS = ROOT / "bench" / "results" / "sources.json"
 OPERATOR = Actor("local", "bench", is_admin=True)
@@ -121,7 +120,7 @@ async def main() -> None:
     parser.add_argument("--changed", type=int, default=50)
     args = parser.parse_args()
     load_before = os.getloadavg()
-    server_uri = os.environ.get("DATABASE_URL") or start_throwaway_server("lorebench-")
+    server_uri = database_server("lorebench-")
     results = {}
     for kind in ("web", "sitemap"):
         site = Site(paragraphs(args.pages))
