@@ -6,8 +6,8 @@ queries are the data sets' real questions, and answer recall@10 counts a questio
 says so. 1 % of the chunks sit in a scope of their own to measure scoped search. Queries go through the real
 :class:`~bot.retrieval.Retriever` (SQL, both methods, fusion; the relevance gate is off so every query can return
 k) with the query vector looked up, so latencies are database side; embedding the query with the real MiniLM is
-timed separately. "keyword, every match ranked" runs the same search with an unbounded ``keyword_budget``: it
-ranks every chunk containing any query term, as keyword search did before ``migrations/0002_term_stats.sql``.
+timed separately. "keyword, every match ranked" runs the same search with an unbounded keyword budget: it ranks
+every chunk containing any query term, as keyword search did before ``migrations/0002_term_stats.sql``.
 
     .venv/bin/python bench/retrieval_bench.py [--chunks 100000] [--queries-en 200] [--queries-zh 100] [--seed 42]
 
@@ -163,7 +163,7 @@ async def measure(
     graph and the candidate rows is read from Postgres' own cache)."""
     pool = await open_pool(conninfo, settings)
     embedder = LookupEmbedder({q.text: v for q, v in zip(corpus.queries, corpus.query_vectors, strict=True)})
-    unbounded = settings.model_copy(update={"keyword_budget": UNBOUNDED})
+    unbounded = settings.model_copy(update={"keyword_budget": UNBOUNDED, "keyword_budget_share": 1.0})
     variants = {
         "hybrid": (Retriever(pool, embedder, settings), "hybrid"),
         "vector": (Retriever(pool, embedder, settings), "vector"),
@@ -297,6 +297,7 @@ async def main() -> None:
             "hnsw_ef_search": settings.hnsw_ef_search,
             "retrieval_candidates": settings.retrieval_candidates,
             "keyword_budget": settings.keyword_budget,
+            "keyword_budget_share": settings.keyword_budget_share,
             "rrf_k": settings.rrf_k,
             "min_similarity": settings.min_similarity,
             "hnsw": "m=16, ef_construction=64, vector_cosine_ops (migrations/0001_initial.sql)",

@@ -6,13 +6,13 @@ returned — cosine similarity ≥ ``min_similarity`` or a keyword hit — so an
 the answer step can say so instead of inventing.
 
 The two methods run at once on two connections. Keyword search never ranks every chunk that shares a word with
-the query; it ranks at most ``keyword_budget`` chunks that match *clauses* chosen from term statistics
+the query; it ranks a budget of chunks (:func:`keyword_budget`) that match *clauses* chosen from term statistics
 (:func:`keyword_clauses`): the rarest terms on their own, then pairs of commoner terms that must occur together,
 as long as the chunks they are expected to match in the searched scopes add up to the budget. Its cost follows
 the budget, not the corpus or how common the query's words are. Common words still count in the ranking. A scope
 holding 1 % of the chunks is expected to hold 1 % of a term's chunks, so a small scope can afford commoner
 terms, and the text index is intersected with the scope's. When that finds fewer than the ``k`` passages wanted,
-every term matches, with at most ``keyword_budget`` chunks ranked.
+every term matches, within the same budget.
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "vector", "keyword")
 
 MAX_QUERY_CHARS = 4000
 """Longer queries are cut before embedding: far beyond every supported model's input window anyway."""
+
+KEYWORD_BUDGET_FLOOR = 250
+"""Chunks keyword search may always rank (a small corpus's share would be a handful); cheap at any size."""
 
 MAX_PAIRED_TERMS = 6
 """Commoner terms considered for pairs: 15 pairs at most, whatever the query's length. The text index reads the
@@ -139,9 +142,10 @@ class Retriever:
             return []
         share = stats.scoped_chunks / max(stats.total_chunks, stats.scoped_chunks)
         expected = [TermFrequency(t.term, t.df * share) for t in stats.terms]
-        clauses = keyword_clauses(expected, self.settings.keyword_budget, stats.scoped_chunks)
+        budget = keyword_budget(stats.scoped_chunks, self.settings)
+        clauses = keyword_clauses(expected, budget, stats.scoped_chunks)
         limit = self.settings.retrieval_candidates
-        cap = max(self.settings.keyword_budget, limit)  # never fewer chunks ranked than candidates wanted
+        cap = max(budget, limit)  # never fewer chunks ranked than candidates wanted
         ranked = functools.partial(
             keyword_candidates, self.pool, rank=every, scopes=scopes, limit=limit, cap=cap, embedding=embedding
         )
@@ -150,6 +154,19 @@ class Retriever:
             wider = {c.chunk_id: c for c in [*found, *await ranked(match=[(term,) for term in every])]}
             found = sorted(wider.values(), key=lambda c: (-(c.keyword_score or 0.0), c.chunk_id))[:limit]
         return found
+
+
+def keyword_budget(chunks: int, settings: Settings) -> int:
+    """How many of the ``chunks`` searched keyword search ranks: ``keyword_budget_share`` of them, at least
+    :data:`KEYWORD_BUDGET_FLOOR`, never more than ``keyword_budget``.
+
+    What decides whether the answer is among the ranked chunks is the share of the matches ranked; what decides the
+    cost is their number. On the bench corpus ranking 0.1 % finds the same answers as ranking 1 % (answer@10 at
+    100k chunks: 100 ranked 0.895 / 0.940 en / zh, 1,000 ranked 0.900 / 0.930; at 1M, 1,000 ranked 0.905 and 250
+    ranked 0.845 in English), while at 100k ranking 250 instead of 1,000 halves keyword search's p95.
+    """
+    share = max(KEYWORD_BUDGET_FLOOR, round(chunks * settings.keyword_budget_share))
+    return min(settings.keyword_budget, share)
 
 
 def keyword_clauses(frequencies: Sequence[TermFrequency], budget: int, chunks: int) -> list[tuple[str, ...]]:

@@ -80,7 +80,13 @@ class Settings(BaseSettings):
     keyword_budget: int = Field(
         default=1000,
         ge=1,
-        description="Chunks keyword search may rank: those of its rarest terms and term pairs, up to this many",
+        description="Most chunks keyword search may rank: those of its rarest terms and term pairs",
+    )
+    keyword_budget_share: float = Field(
+        default=0.001,
+        gt=0,
+        le=1,
+        description="Chunks keyword search ranks as a share of those searched: at least 250, at most KEYWORD_BUDGET",
     )
     hnsw_ef_search: int = Field(default=80, ge=1)
     rrf_k: int = Field(default=60, ge=1)

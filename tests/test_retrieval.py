@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from bot.embeddings import Embedder
 from bot.errors import RetrievalError
-from bot.retrieval import Retriever, keyword_clauses
+from bot.retrieval import Retriever, keyword_budget, keyword_clauses
 from bot.settings import Settings
 from bot.storage import search
 from bot.storage.pool import open_pool
@@ -332,6 +332,22 @@ def test_keyword_clauses_pair_only_the_rarest_few_terms_of_a_long_query() -> Non
     clauses = keyword_clauses(frequencies, budget=4000, chunks=10**6)  # no term alone, every pair (25 each) fits
 
     assert len(clauses) == 15 and {t for clause in clauses for t in clause} == {f"word{i:02d}" for i in range(6)}
+
+
+def test_the_keyword_budget_is_a_share_of_the_searched_chunks_between_a_floor_and_the_setting() -> None:
+    defaults = Settings(_env_file=None)  # 0.1 %, at least 250, at most 1,000
+
+    assert [keyword_budget(n, defaults) for n in (0, 477, 100_000, 500_000, 1_000_000, 10**7)] == [
+        250,
+        250,
+        250,
+        500,
+        1000,
+        1000,
+    ]
+    assert keyword_budget(100_000, defaults.model_copy(update={"keyword_budget": 5})) == 5  # the setting caps
+    everything = defaults.model_copy(update={"keyword_budget": 10**9, "keyword_budget_share": 1.0})
+    assert keyword_budget(2_000_000, everything) == 2_000_000
 
 
 @pytest.fixture
