@@ -354,7 +354,8 @@ async def main() -> None:
     prepared = prepare_storage(load_paragraphs(args.storage_docs, args.seed), settings, embedder.dim, args.seed)
 
     chunk_texts = [c.text for title, text in docs for c in chunk_document(text, title=title, settings=settings)]
-    folder = write_folder(docs, Path(tempfile.mkdtemp(prefix="lorebench-docs-")))
+    scratch = tempfile.TemporaryDirectory(prefix="lorebench-docs-")  # removed when the bench exits, even on error
+    folder = write_folder(docs, Path(scratch.name))
     load_before = os.getloadavg()
     texts = [TextSource(text, title=title, source_uri=f"squad:{i}") for i, (title, text) in enumerate(docs)]
     results = {
