@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from bot.files import private_partial
+
 log = logging.getLogger(__name__)
 
 MAX_TOKENS = 256
@@ -138,7 +140,7 @@ class TorchMiniLM(MiniLMRuntime):
                 return runtime.embed_ids(ids, mask)
 
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{os.getpid()}")
+        partial = private_partial(target)
         example = (torch.ones(1, 8, dtype=torch.int64), torch.ones(1, 8))
         axes = {"ids": {0: "batch", 1: "length"}, "mask": {0: "batch", 1: "length"}}
         try:
@@ -153,7 +155,7 @@ class TorchMiniLM(MiniLMRuntime):
                     dynamic_axes=axes,
                     dynamo=False,
                 )
-            partial.replace(target)  # a concurrent first start writes its own file; the last rename wins whole
+            partial.replace(target)
         finally:
             partial.unlink(missing_ok=True)
 

