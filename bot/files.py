@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
-def private_partial(target: Path) -> Path:
-    """A sibling of ``target`` that only this process writes, to be renamed onto ``target`` when complete.
+@contextmanager
+def published(target: Path) -> Iterator[Path]:
+    """A path beside ``target`` that only this process writes (a file or a folder), renamed onto ``target`` when
+    the block completes; whatever is left of it is removed either way.
 
     Two processes starting on a fresh data directory each write their own copy; the rename is atomic, so
-    ``target`` only ever names a complete one (whichever came last).
+    ``target`` only ever names a complete one (whichever came last). Renaming a folder onto one that another
+    process published first fails with :class:`OSError`, and that one serves.
     """
-    return target.with_name(f".{target.name}.{os.getpid()}.partial")
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        yield partial
+        partial.replace(target)
+    finally:
+        if partial.is_dir():
+            shutil.rmtree(partial, ignore_errors=True)
+        else:
+            partial.unlink(missing_ok=True)

