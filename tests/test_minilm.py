@@ -12,14 +12,7 @@ import numpy as np
 import pytest
 
 from bot.minilm import OnnxMiniLM, TorchMiniLM, load_minilm
-
-TEXTS = [
-    "E4711",
-    "When is the office shut?",
-    "差旅费用须在三十天内提交报销单，餐费每天最多报销五十欧元。",
-    " ".join(f"word{i} of a paragraph far longer than the 256-token window" for i in range(120)),
-    "",
-]
+from tests.fixtures.embeddings import EDGE_TEXTS
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +47,8 @@ def test_onnx_runtime_gives_torchs_vectors_for_queries_and_batches(
 ) -> None:
     onnx = load_minilm(model_path, exported)
 
-    np.testing.assert_allclose(onnx.encode(TEXTS, 2), torch_minilm.encode(TEXTS, 2), atol=1e-5)
-    for text in TEXTS[:3]:
+    np.testing.assert_allclose(onnx.encode(EDGE_TEXTS, 2), torch_minilm.encode(EDGE_TEXTS, 2), atol=1e-5)
+    for text in EDGE_TEXTS[:3]:
         np.testing.assert_allclose(onnx.encode([text], 1), torch_minilm.encode([text], 1), atol=1e-5)
 
 
