@@ -5,7 +5,9 @@ fusion (score = Σ 1 / (rrf_k + rank)) needs no score calibration between the tw
 returned — cosine similarity ≥ ``min_similarity`` or a keyword hit — so an empty list means "not found" and
 the answer step can say so instead of inventing.
 
-The two methods run at once on two connections. Keyword search never ranks every chunk that shares a word with
+The two methods run at once on two connections and return chunk ids with their scores only; the text, title and
+source of the ``k`` passages that survive fusion are read afterwards, in one more query, instead of those of every
+candidate (80 by default) in both. Keyword search never ranks every chunk that shares a word with
 the query; it ranks a budget of chunks (:func:`keyword_budget`) that match *clauses* chosen from term statistics
 (:func:`keyword_clauses`): the rarest terms on their own, then pairs of commoner terms that must occur together,
 as long as the chunks they are expected to match in the searched scopes add up to the budget. Its cost follows
@@ -23,6 +25,7 @@ import itertools
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -32,9 +35,11 @@ from bot.domain import Passage
 from bot.embeddings import Embedder
 from bot.settings import Settings
 from bot.storage.search import (
-    Candidate,
+    ChunkRow,
     KeywordQuery,
+    Ranked,
     TermFrequency,
+    chunk_rows,
     keyword_candidates,
     keyword_statistics,
     vector_candidates,
@@ -108,10 +113,12 @@ class Retriever:
         started = time.perf_counter()
         nearest, matches = await asyncio.gather(
             self._nearest(embedding, scopes) if mode != "keyword" else _nothing(),
-            self._matching(query, embedding, scopes, k) if mode != "vector" else _nothing(),
+            self._matching(query, scopes, k) if mode != "vector" else _nothing(),
         )
         fused = fuse(nearest, matches, self.settings.rrf_k)
-        passages = [p for p in fused if is_relevant(p, self.settings.min_similarity)][:k]
+        chosen = [f for f in fused if is_relevant(f, self.settings.min_similarity)][:k]
+        rows = await chunk_rows(self.pool, [f.chunk_id for f in chosen], embedding)
+        passages = [_passage(rows[f.chunk_id], f) for f in chosen if f.chunk_id in rows]
         log.info(
             "search mode=%s scopes=%d: %d vector + %d keyword candidates, %d fused, %d returned in %.1f ms",
             mode,
@@ -124,14 +131,12 @@ class Retriever:
         )
         return passages
 
-    async def _nearest(self, embedding: np.ndarray | None, scopes: Sequence[str]) -> list[Candidate]:
+    async def _nearest(self, embedding: np.ndarray | None, scopes: Sequence[str]) -> list[Ranked]:
         assert embedding is not None, "checked by search_with_embedding"
         limit, ef_search = self.settings.retrieval_candidates, self.settings.hnsw_ef_search
         return await vector_candidates(self.pool, embedding, scopes, limit, ef_search=ef_search)
 
-    async def _matching(
-        self, query: str, embedding: np.ndarray | None, scopes: Sequence[str], k: int
-    ) -> list[Candidate]:
+    async def _matching(self, query: str, scopes: Sequence[str], k: int) -> list[Ranked]:
         """Keyword candidates: the chunks of the rarest clauses, of every term when those are fewer than ``k``."""
         keywords = KeywordQuery.from_text(query)
         if not keywords:
@@ -146,13 +151,11 @@ class Retriever:
         clauses = keyword_clauses(expected, budget, stats.scoped_chunks)
         limit = self.settings.retrieval_candidates
         cap = max(budget, limit)  # never fewer chunks ranked than candidates wanted
-        ranked = functools.partial(
-            keyword_candidates, self.pool, rank=every, scopes=scopes, limit=limit, cap=cap, embedding=embedding
-        )
+        ranked = functools.partial(keyword_candidates, self.pool, rank=every, scopes=scopes, limit=limit, cap=cap)
         found = await ranked(match=clauses)
         if len(found) < k and set(clauses) != {(term,) for term in every}:
             wider = {c.chunk_id: c for c in [*found, *await ranked(match=[(term,) for term in every])]}
-            found = sorted(wider.values(), key=lambda c: (-(c.keyword_score or 0.0), c.chunk_id))[:limit]
+            found = sorted(wider.values(), key=lambda c: (-c.score, c.chunk_id))[:limit]
         return found
 
 
@@ -198,7 +201,7 @@ def keyword_clauses(frequencies: Sequence[TermFrequency], budget: int, chunks: i
     return clauses or [(t.term,) for t in terms[:1]]
 
 
-async def _nothing() -> list[Candidate]:
+async def _nothing() -> list[Ranked]:
     return []
 
 
@@ -214,41 +217,57 @@ def _check(mode: str, k: int) -> None:
         raise ValueError(f"k must be at least 1, got {k}")
 
 
-def fuse(nearest: Sequence[Candidate], matches: Sequence[Candidate], rrf_k: int) -> list[Passage]:
-    """Reciprocal rank fusion of two best-first candidate lists into passages, best first."""
+@dataclass(frozen=True, slots=True)
+class Fused:
+    """A candidate after fusion: its score (higher is better), its rank in each method that found it, and its
+    similarity to the query when vector search found it."""
+
+    chunk_id: int
+    score: float
+    vector_rank: int | None
+    keyword_rank: int | None
+    similarity: float | None
+
+
+def fuse(nearest: Sequence[Ranked], matches: Sequence[Ranked], rrf_k: int) -> list[Fused]:
+    """Reciprocal rank fusion of two best-first candidate lists, best first."""
     ranks: dict[int, dict[str, int]] = {}
-    found: dict[int, Candidate] = {}
     for method, candidates in (("vector", nearest), ("keyword", matches)):
         for rank, candidate in enumerate(candidates, start=1):
             ranks.setdefault(candidate.chunk_id, {})[method] = rank
-            if found.get(candidate.chunk_id) is None or found[candidate.chunk_id].similarity is None:
-                found[candidate.chunk_id] = candidate
-    passages = [
-        _passage(found[chunk_id], sum(1.0 / (rrf_k + r) for r in by_method.values()), by_method)
+    similarity = {c.chunk_id: c.score for c in nearest}
+    fused = [
+        Fused(
+            chunk_id=chunk_id,
+            score=sum(1.0 / (rrf_k + r) for r in by_method.values()),
+            vector_rank=by_method.get("vector"),
+            keyword_rank=by_method.get("keyword"),
+            similarity=similarity.get(chunk_id),
+        )
         for chunk_id, by_method in ranks.items()
     ]
-    passages.sort(key=lambda p: (-p.score, p.chunk_id))
-    return passages
+    fused.sort(key=lambda f: (-f.score, f.chunk_id))
+    return fused
 
 
-def is_relevant(passage: Passage, min_similarity: float) -> bool:
+def is_relevant(candidate: Fused, min_similarity: float) -> bool:
     """A keyword hit, or an embedding at least ``min_similarity`` close to the query's."""
-    if passage.keyword_rank is not None:
+    if candidate.keyword_rank is not None:
         return True
-    return passage.similarity is not None and passage.similarity >= min_similarity
+    return candidate.similarity is not None and candidate.similarity >= min_similarity
 
 
-def _passage(candidate: Candidate, score: float, ranks: dict[str, int]) -> Passage:
+def _passage(row: ChunkRow, fused: Fused) -> Passage:
     return Passage(
-        chunk_id=candidate.chunk_id,
-        document_id=candidate.document_id,
-        title=candidate.title,
-        source_uri=candidate.source_uri,
-        text=candidate.text,
-        score=score,
-        scope=candidate.scope,
-        ordinal=candidate.ordinal,
-        vector_rank=ranks.get("vector"),
-        keyword_rank=ranks.get("keyword"),
-        similarity=candidate.similarity,
+        chunk_id=row.chunk_id,
+        document_id=row.document_id,
+        title=row.title,
+        source_uri=row.source_uri,
+        text=row.text,
+        score=fused.score,
+        scope=row.scope,
+        ordinal=row.ordinal,
+        vector_rank=fused.vector_rank,
+        keyword_rank=fused.keyword_rank,
+        similarity=row.similarity,
     )

@@ -283,6 +283,7 @@ async def test_iterative_hnsw_scan_fills_k_results_for_a_one_percent_scope(
     params = {"embedding": query, "scopes": ["small"], "limit": 10}
     async with hnsw_only_pool.connection() as conn, conn.transaction():
         await conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(settings.hnsw_ef_search)])
+        await conn.execute("SET LOCAL hnsw.iterative_scan = off")  # a connection that searched before has it on
         plan = "\n".join(
             row[0] for row in await (await conn.execute("EXPLAIN " + search.VECTOR_CANDIDATES, params)).fetchall()
         )

@@ -1,9 +1,9 @@
 """Candidate chunks for a query: nearest embeddings (pgvector HNSW) and full-text matches, within scopes.
 
-Vector search sets ``hnsw.ef_search`` and ``hnsw.iterative_scan = relaxed_order`` for its transaction: without
+Vector search sets ``hnsw.ef_search`` and ``hnsw.iterative_scan = relaxed_order`` before every query: without
 iterative scans a scope filter is applied after the index returned ``ef_search`` rows, so a scope holding 1 % of
-the chunks would get almost nothing. Relaxed order may return rows slightly out of order, hence the materialized
-CTE re-sorted by distance.
+the chunks would get almost nothing. Relaxed order may return rows slightly out of order, hence the re-sort by
+similarity. Both searches return chunk ids and scores; :func:`chunk_rows` reads what the chosen passages show.
 
 Keyword search never ranks every chunk that shares a word with the query. Query terms (stemmed English words via
 the ``english`` configuration, CJK character bigrams via ``simple``, the way ``chunks.tsv`` is built) are looked
@@ -43,24 +43,15 @@ MAX_QUERY_TERMS = 64
 _WORD = re.compile(r"[^\W_]+")
 
 SET_VECTOR_SEARCH = """
-SELECT set_config('hnsw.ef_search', %(ef_search)s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)
+SELECT set_config('hnsw.ef_search', %(ef_search)s, false), set_config('hnsw.iterative_scan', 'relaxed_order', false)
 """
 
 VECTOR_CANDIDATES = """
-WITH nearest AS MATERIALIZED (
-    SELECT c.id, c.embedding <=> %(embedding)s AS distance
-    FROM chunks c
-    WHERE c.scope = ANY(%(scopes)s)
-    ORDER BY c.embedding <=> %(embedding)s
-    LIMIT %(limit)s
-)
-SELECT c.id AS chunk_id, c.document_id, d.title, coalesce(l.url, d.source_uri) AS source_uri, c.scope, c.ordinal,
-       c.text, 1 - n.distance AS similarity, NULL::float8 AS keyword_score
-FROM nearest n
-JOIN chunks c ON c.id = n.id
-JOIN documents d ON d.id = c.document_id
-LEFT JOIN chunk_links l ON l.chunk_id = c.id  -- the exact place upstream of a synced chunk (bot.sources)
-ORDER BY n.distance, c.id
+SELECT c.id AS chunk_id, c.embedding <=> %(embedding)s AS distance  -- the sort key itself: computed once a row
+FROM chunks c
+WHERE c.scope = ANY(%(scopes)s)
+ORDER BY c.embedding <=> %(embedding)s
+LIMIT %(limit)s
 """
 
 KEYWORD_STATISTICS = """
@@ -89,25 +80,35 @@ WITH found AS MATERIALIZED (
           ) c
       )
     LIMIT %(cap)s
-), matches AS MATERIALIZED (
-    SELECT f.id, ts_rank(f.tsv, q.query, 1) AS rank
-    FROM found f, (SELECT string_agg(quote_literal(t), ' | ')::tsquery AS query FROM unnest(%(rank)s::text[]) t) q
-    ORDER BY rank DESC, f.id
-    LIMIT %(limit)s
 )
+SELECT f.id AS chunk_id, ts_rank(f.tsv, q.query, 1)::float8 AS score
+FROM found f, (SELECT string_agg(quote_literal(t), ' | ')::tsquery AS query FROM unnest(%(rank)s::text[]) t) q
+ORDER BY score DESC, f.id
+LIMIT %(limit)s
+"""
+
+CHUNK_ROWS = """
 SELECT c.id AS chunk_id, c.document_id, d.title, coalesce(l.url, d.source_uri) AS source_uri, c.scope, c.ordinal,
-       c.text, 1 - (c.embedding <=> %(embedding)s::vector) AS similarity, m.rank::float8 AS keyword_score
-FROM matches m
-JOIN chunks c ON c.id = m.id
+       c.text, 1 - (c.embedding <=> %(embedding)s::vector) AS similarity
+FROM chunks c
 JOIN documents d ON d.id = c.document_id
 LEFT JOIN chunk_links l ON l.chunk_id = c.id  -- the exact place upstream of a synced chunk (bot.sources)
-ORDER BY m.rank DESC, c.id
+WHERE c.id = ANY(%(ids)s::bigint[])
 """
 
 
 @dataclass(frozen=True, slots=True)
-class Candidate:
-    """One chunk found by one method, best first. ``similarity`` is None when no query embedding was given."""
+class Ranked:
+    """A chunk one method found, with that method's score: cosine similarity to the query embedding (vector
+    search) or ``ts_rank`` (keyword search)."""
+
+    chunk_id: int
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRow:
+    """What a passage shows of a chunk. ``similarity`` to the query is None when no query embedding was given."""
 
     chunk_id: int
     document_id: int
@@ -117,7 +118,6 @@ class Candidate:
     ordinal: int
     text: str
     similarity: float | None
-    keyword_score: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,13 +168,17 @@ async def _retrieval_errors() -> AsyncIterator[None]:
 
 async def vector_candidates(
     pool: AsyncConnectionPool, embedding: np.ndarray, scopes: Sequence[str], limit: int, *, ef_search: int
-) -> list[Candidate]:
-    """The ``limit`` chunks nearest to ``embedding`` in ``scopes``, nearest first (HNSW, iterative scan)."""
+) -> list[Ranked]:
+    """The ``limit`` chunks nearest to ``embedding`` in ``scopes``, nearest first (HNSW, iterative scan).
+
+    The search settings and the query go to the server in one pipeline (one round trip); they are set for the
+    session, which every vector search sets again, rather than for a transaction that would cost two more."""
     params = {"embedding": embedding, "scopes": list(scopes), "limit": limit}
-    async with _retrieval_errors(), pool.connection() as conn, conn.transaction():
+    async with _retrieval_errors(), pool.connection() as conn, conn.pipeline():
         await conn.execute(SET_VECTOR_SEARCH, {"ef_search": str(ef_search)})
-        cur = await conn.cursor(row_factory=class_row(Candidate)).execute(VECTOR_CANDIDATES, params)
-        return await cur.fetchall()
+        cur = await conn.execute(VECTOR_CANDIDATES, params)
+        found = [Ranked(chunk_id, 1.0 - distance) for chunk_id, distance in await cur.fetchall()]
+    return sorted(found, key=lambda r: (-r.score, r.chunk_id))  # relaxed order: nearly sorted
 
 
 async def keyword_statistics(
@@ -197,12 +201,10 @@ async def keyword_candidates(
     scopes: Sequence[str],
     limit: int,
     cap: int,
-    embedding: np.ndarray | None,
-) -> list[Candidate]:
+) -> list[Ranked]:
     """Chunks in ``scopes`` matching any clause of ``match`` (a clause: lexemes that must all occur; at most
     ``cap`` such chunks, in no particular order), best ``limit`` first by ``ts_rank`` against every lexeme of
-    ``rank``. Rows carry the cosine similarity too when ``embedding`` is given. Raises :class:`RetrievalError`
-    when the database fails."""
+    ``rank``. Raises :class:`RetrievalError` when the database fails."""
     params = {
         "terms": [term for clause in match for term in clause],
         "clauses": [number for number, clause in enumerate(match) for _ in clause],
@@ -210,9 +212,21 @@ async def keyword_candidates(
         "scopes": list(scopes),
         "limit": limit,
         "cap": cap,
-        "embedding": embedding,
     }
     async with _retrieval_errors(), pool.connection() as conn:
-        cur = conn.cursor(row_factory=class_row(Candidate))
+        cur = conn.cursor(row_factory=class_row(Ranked))
         await cur.execute(KEYWORD_CANDIDATES, params, prepare=False)
         return await cur.fetchall()
+
+
+async def chunk_rows(
+    pool: AsyncConnectionPool, chunk_ids: Sequence[int], embedding: np.ndarray | None
+) -> dict[int, ChunkRow]:
+    """The chunks ``chunk_ids`` with their documents, by id (a chunk deleted since it was found is missing), and
+    their similarity to ``embedding`` when given. Raises :class:`RetrievalError` when the database fails."""
+    if not chunk_ids:
+        return {}
+    params = {"ids": list(chunk_ids), "embedding": embedding}
+    async with _retrieval_errors(), pool.connection() as conn:
+        cur = await conn.cursor(row_factory=class_row(ChunkRow)).execute(CHUNK_ROWS, params)
+        return {row.chunk_id: row for row in await cur.fetchall()}
