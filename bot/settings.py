@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     )
 
     # --- answering -----------------------------------------------------------------------------------
+    context_sentences: int = Field(
+        default=0,
+        ge=0,
+        description="Sentences of the retrieved passages the model reads, those sharing most words with the question "
+        "(0 = whole passages): for a small model trained on such passages (bot.answer.focus)",
+    )
     llm_base_url: str = Field(default="", description="OpenAI-compatible /v1 URL; unset = embedded local model")
     llm_model: str = Field(default="lorebot-local", description="Model (or LoRA adapter) name to request")
     llm_api_key: SecretStr = SecretStr("not-needed")

@@ -156,6 +156,21 @@ async def test_a_badly_condensed_follow_up_still_retrieves_with_the_questions_ow
     assert corpus["Parking"] in [p.chunk_id for p in answer.passages]
 
 
+async def test_context_sentences_show_the_model_only_the_sentences_about_the_question(
+    settings, pool, embedder, fake_llm, corpus
+) -> None:
+    answerer = make_answerer(settings, pool, embedder, fake_llm.base_url, context_sentences=1)
+    fake_llm.script(cite("Parking", "Visitors park on level 2 of the north garage"))
+
+    answer = await answerer.answer("Where do visitors park?", SCOPES)
+
+    (request,) = fake_llm.chat_requests
+    (block,) = SOURCE_BLOCK.findall(request["messages"][-1]["content"])
+    assert block == ("1", "Parking", "Visitor parking is on level 2 of the north garage.")
+    assert [p.chunk_id for p in answer.passages] == [corpus["Parking"]]  # citations number what the model saw
+    assert answer.citations[0].chunk_id == corpus["Parking"]
+
+
 async def test_first_question_is_not_condensed(answerer, fake_llm, corpus) -> None:
     await answerer.answer("How many vacation days do staff get?", SCOPES)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.answer.chain import AnswerRequest, condense_messages
+from bot.answer.focus import focus_passages
 from bot.answer.prompt import NOT_FOUND_ANSWER, build_messages
 from bot.domain import Passage, Turn
 from bot.embeddings import Embedder
@@ -145,11 +146,18 @@ def test_follow_ups_refer_to_the_article_with_a_pronoun(question: str, title: st
     assert follow_up(LoopQuestion("q", question, ("x",), "u", title, "a", lang)) == expected
 
 
+@pytest.mark.parametrize("sentences", [0, 4])
 async def test_training_examples_show_exactly_what_the_retriever_returns(
-    settings: Settings, embedder: Embedder, squad_file: Path
+    settings: Settings, embedder: Embedder, squad_file: Path, sentences: int
 ) -> None:
+    """...cut to the sentences the chain would show (``context_sentences``; 0 = whole passages)."""
     config = DatasetConfig(
-        qa_files=(squad_file,), eval_fraction=0.3, withheld_fraction=0.25, multi_turn_ratio=0.0, retrieval_k=3
+        qa_files=(squad_file,),
+        eval_fraction=0.3,
+        withheld_fraction=0.25,
+        multi_turn_ratio=0.0,
+        retrieval_k=3,
+        context_sentences=sentences,
     )
     async with loop_service(settings, embedder=embedder) as service:
         rag = await retrieved_rag(config, service, split_articles(config))
@@ -162,8 +170,9 @@ async def test_training_examples_show_exactly_what_the_retriever_returns(
             system, user, reply = example.messages
             question = user["content"].rsplit("Question: ", 1)[1]
             scope = "sft-train-0" if example in rag["train"] else "sft-eval-0"
-            passages = await service.retriever.search(question, [scope], 3)
+            passages = focus_passages(question, await service.retriever.search(question, [scope], 3), sentences)
             assert [system, user] == build_messages(question, passages)
+            assert not sentences or sum(p.text.count(". ") + 1 for p in passages) <= sentences
             if reply["content"] != NOT_FOUND_ANSWER:
                 answer, number = re.fullmatch(r"(.+) \[(\d)\]", reply["content"]).groups()
                 assert answer in passages[int(number) - 1].text
@@ -228,3 +237,20 @@ async def test_real_loop_eval_asks_every_question_through_the_service(
     rows = [json.loads(line) for line in (report / "eval_answers.jsonl").read_text().splitlines()]
     assert {r["question"] for r in rows if r["model"] == "tuned"} >= asked
     assert "| Gold document cited (answerable) | 0.000 | 1.000 |" in table(results)
+
+
+async def test_real_loop_eval_shows_the_model_the_sentences_its_dataset_was_built_with(
+    settings: Settings, embedder: Embedder, squad_file: Path, fake_llm: FakeLLM
+) -> None:
+    fake_llm.reply(NOT_FOUND_ANSWER)
+    dataset = DatasetConfig(qa_files=(squad_file,), eval_fraction=0.5, seed=7, context_sentences=1)
+    config = EvalConfig(withheld_fraction=0.25, question_offset=0, limit=4, seed=7)
+
+    await evaluate_loop(settings, [Target("tuned", fake_llm.base_url, "tuned")], config, dataset, embedder=embedder)
+
+    assert fake_llm.chat_requests
+    for request in fake_llm.chat_requests:
+        sources = re.findall(
+            r'<source id="\d+" title="[^"]*">\n(.*?)\n</source>', request["messages"][-1]["content"], re.S
+        )
+        assert len(sources) == 1 and sources[0].count(". ") == 0  # one sentence of one passage, as trained

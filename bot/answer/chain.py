@@ -32,6 +32,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_openai import ChatOpenAI
 
 from bot.answer.citations import is_not_found, resolve_citations, strip_markers
+from bot.answer.focus import focus_passages
 from bot.answer.prompt import CONDENSE_PROMPT, NOT_FOUND_ANSWER, build_messages
 from bot.domain import Answer, AnswerDelta, Passage, Turn
 from bot.errors import AnswerError, ConfigError, EmptyAnswer, InvalidQuestion
@@ -132,11 +133,12 @@ async def add_search_query(request: AnswerRequest, *, condense: Runnable[AnswerR
     return Grounding(request, query, timings={"condense_ms": _ms_since(started)})
 
 
-async def retrieve(grounding: Grounding, *, retriever: PassageSearch, k: int) -> Grounding:
+async def retrieve(grounding: Grounding, *, retriever: PassageSearch, k: int, sentences: int) -> Grounding:
+    """The ``k`` passages found for the search query, cut to their ``sentences`` most relevant sentences."""
     started = time.perf_counter()
     passages = await retriever.search(grounding.search_query, grounding.request.scopes, k)
     timings = {**grounding.timings, "retrieval_ms": _ms_since(started)}
-    return replace(grounding, passages=tuple(passages), timings=timings)
+    return replace(grounding, passages=focus_passages(grounding.search_query, passages, sentences), timings=timings)
 
 
 def answer_messages(grounding: Grounding) -> list[dict[str, str]]:
@@ -173,7 +175,7 @@ def build_chain(settings: Settings, retriever: PassageSearch) -> Chain:
         [RunnableLambda(original_question)], exceptions_to_handle=(openai.BadRequestError,)
     )
     ground = RunnableLambda(partial(add_search_query, condense=condense)) | RunnableLambda(
-        partial(retrieve, retriever=retriever, k=settings.retrieval_k)
+        partial(retrieve, retriever=retriever, k=settings.retrieval_k, sentences=settings.context_sentences)
     )
     generate = RunnableLambda(answer_messages) | model | StrOutputParser()
     return Chain(ground=ground, generate=generate)

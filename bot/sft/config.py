@@ -28,6 +28,9 @@ class DatasetConfig:
     # "stored": a gold window plus distractor windows of passage_tokens (fast, not what serving sees)
     rag_passages: str = "retrieved"
     retrieval_k: int = 0  # passages per question; 0 = the serving default (RETRIEVAL_K)
+    # sentences of those passages shown to the model (bot.answer.focus; 0 = whole passages); the loop evaluation
+    # shows the same, and an adapter trained so must be served with CONTEXT_SENTENCES set to it
+    context_sentences: int = 0
     withheld_fraction: float = 0.25  # paragraphs left out of the index: their questions must be refused
     multi_turn_ratio: float = 0.15  # answerable questions asked as a follow-up in a conversation
     # Largest share of refusals among one language's RAG training examples; the surplus is dropped at random.

@@ -389,7 +389,9 @@ async def evaluate_loop(
         for scope, corpus in corpora:
             await ingest(service, corpus, scope)
         for target in targets:
-            bot = Lorebot(_target_settings(service.settings, target, config), service.pool, service.embedder)
+            served = _target_settings(service.settings, target, config)
+            shown = served.model_copy(update={"context_sentences": dataset.context_sentences})  # as trained
+            bot = Lorebot(shown, service.pool, service.embedder)
             log.info("evaluating %s (%s) on %d questions", target.label, target.base_url, len(items))
             predictions[target.label] = []
             for number, (scope, item) in enumerate(items, start=1):

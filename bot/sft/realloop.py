@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.answer.chain import AnswerRequest, condense_messages, search_query
+from bot.answer.focus import focus_passages
 from bot.answer.prompt import NOT_FOUND_ANSWER, build_messages
 from bot.domain import Actor, Passage, Turn
 from bot.embeddings import Embedder
@@ -161,7 +162,14 @@ async def retrieved_rag(
             scope = f"sft-{split}-{number}"
             await ingest(service, corpus, scope)
             built[split] += await training_examples(
-                service, corpus, scope=scope, k=k, source=source, rng=rng, multi_turn_ratio=config.multi_turn_ratio
+                service,
+                corpus,
+                scope=scope,
+                k=k,
+                sentences=config.context_sentences,
+                source=source,
+                rng=rng,
+                multi_turn_ratio=config.multi_turn_ratio,
             )
         log.info("real loop: %s → %d train / %d eval examples so far", source, *map(len, built.values()))
     return built
@@ -195,11 +203,13 @@ async def training_examples(
     *,
     scope: str,
     k: int,
+    sentences: int,
     source: str,
     rng: random.Random,
     multi_turn_ratio: float,
 ) -> list[Example]:
-    """One example per question over the passages the real retriever returns; a ``multi_turn_ratio`` share
+    """One example per question over the passages the real retriever returns, cut to their ``sentences`` most
+    relevant sentences as the chain cuts them (:mod:`bot.answer.focus`); a ``multi_turn_ratio`` share
     of the answerable ones become a conversation instead: the condense step (history + follow-up → the
     standalone question) and the answer to the follow-up with that history, each as the chain prompts them.
 
@@ -212,24 +222,32 @@ async def training_examples(
     for question in corpus.questions:
         earlier = [q for q in by_article.get(question.article, []) if q is not question]
         if question.answers and earlier and rng.random() < multi_turn_ratio:
-            examples += await _conversation(service, question, rng.choice(earlier), scope=scope, k=k, source=source)
+            first = rng.choice(earlier)
+            examples += await _conversation(
+                service, question, first, scope=scope, k=k, sentences=sentences, source=source
+            )
             continue
-        passages = await service.retriever.search(question.question, [scope], k)
+        passages = await _retrieve(service, question.question, scope, k, sentences)
         if passages:
             examples.append(_example(question, build_messages(question.question, passages), passages, source))
     return examples
 
 
+async def _retrieve(service: Lorebot, query: str, scope: str, k: int, sentences: int) -> tuple[Passage, ...]:
+    """What the chain's retrieve step gives the model for ``query``."""
+    return focus_passages(query, await service.retriever.search(query, [scope], k), sentences)
+
+
 async def _conversation(
-    service: Lorebot, question: LoopQuestion, first: LoopQuestion, *, scope: str, k: int, source: str
+    service: Lorebot, question: LoopQuestion, first: LoopQuestion, *, scope: str, k: int, sentences: int, source: str
 ) -> list[Example]:
-    earlier = await service.retriever.search(first.question, [scope], k)
+    earlier = await _retrieve(service, first.question, scope, k, sentences)
     reply = reply_for(first, earlier)
     history = (Turn(first.question, reply),)
     asked = follow_up(question)
     condense = condense_messages(AnswerRequest(asked, (scope,), history))
     examples = [_example(question, [*condense], (), source, reply=question.question)]
-    passages = await service.retriever.search(search_query(question.question, asked), [scope], k)
+    passages = await _retrieve(service, search_query(question.question, asked), scope, k, sentences)
     if passages:
         examples.append(_example(question, build_messages(asked, passages, history), passages, source))
     return examples
