@@ -56,10 +56,13 @@ MAX_QUERY_CHARS = 4000
 KEYWORD_BUDGET_FLOOR = 250
 """Chunks keyword search may always rank (a small corpus's share would be a handful); cheap at any size."""
 
-MAX_PAIRED_TERMS = 6
-"""Commoner terms considered for pairs: 15 pairs at most, whatever the query's length. The text index reads the
-posting lists of every paired term: at 1M chunks 12 terms (66 pairs) cost p95 16.5 ms for the same answers as 6
-(12.7 ms), mostly in Chinese questions of twenty character bigrams."""
+MAX_PAIRED_TERMS = 3
+"""Commoner terms considered for pairs: 3 pairs at most, whatever the query's length. The text index reads the
+posting lists of every paired term, and with candidates read as ids that scan is most of a keyword search: at 100k
+chunks 3 terms took keyword p95 3.0-3.7 ms against 4.7-5.3 for 6 (hybrid 5.4-5.8 against 7.0-7.7), at 1M 10.0-10.3
+against 12.5-12.9, with the same keyword answers (English answer@10 0.915 against 0.900 at 100k) and hybrid's at
+1M; at 100k hybrid found 95 of 100 Chinese answers against 98 (ranking every match finds 95). 12 terms (66 pairs)
+cost p95 16.5 ms at 1M for the same answers as 6."""
 
 
 class Retriever:
