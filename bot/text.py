@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+_WORD = re.compile(r"[^\W_]+")
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]+")
 
 
@@ -35,3 +36,8 @@ def lexemes(text: str) -> str:
 def strip_cjk(text: str) -> str:
     """``text`` with CJK runs replaced by spaces: what the English parser should see in a query."""
     return _CJK_RUN.sub(" ", text)
+
+
+def words(text: str) -> list[str]:
+    """The lowercased words (runs of letters and digits) of ``text`` outside its CJK runs, in order."""
+    return _WORD.findall(strip_cjk(text).lower())

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from bot.domain import Passage
-from bot.text import cjk_bigrams, strip_cjk
+from bot.text import cjk_bigrams, words
 
 STEM_CHARS = 5
 """English words count as the same term when they share this many first letters once a plural or verb ending is
@@ -35,7 +35,6 @@ STOP_WORDS = frozenset({
 # fmt: on
 
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？；])\s+|(?<=[。！？；])|\n+")
-_WORD = re.compile(r"[^\W_]+")
 
 
 def focus_passages(question: str, passages: Sequence[Passage], sentences: int) -> tuple[Passage, ...]:
@@ -64,8 +63,7 @@ def focus_passages(question: str, passages: Sequence[Passage], sentences: int) -
 
 def terms(text: str) -> set[str]:
     """Search terms of ``text``: stems of its English words outside :data:`STOP_WORDS`, its CJK bigrams."""
-    words = (w for w in _WORD.findall(strip_cjk(text).lower()) if w not in STOP_WORDS)
-    return {_stem(w) for w in words} | set(cjk_bigrams(text))
+    return {_stem(w) for w in words(text) if w not in STOP_WORDS} | set(cjk_bigrams(text))
 
 
 def _stem(word: str) -> str:

@@ -22,7 +22,6 @@ and passed as parameters, and lexemes are quoted by ``quote_literal`` before the
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -33,14 +32,12 @@ from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool
 
 from bot.errors import RetrievalError
-from bot.text import cjk_bigrams, strip_cjk
+from bot.text import cjk_bigrams, words
 
 log = logging.getLogger(__name__)
 
 MAX_QUERY_TERMS = 64
 """Distinct terms per language kept from a query; a pasted log file must not become a 10,000-term OR."""
-
-_WORD = re.compile(r"[^\W_]+")
 
 SET_VECTOR_SEARCH = """
 SELECT set_config('hnsw.ef_search', %(ef_search)s, false), set_config('hnsw.iterative_scan', 'relaxed_order', false)
@@ -129,9 +126,9 @@ class KeywordQuery:
 
     @classmethod
     def from_text(cls, text: str) -> KeywordQuery:
-        words = _distinct(_WORD.findall(strip_cjk(text).lower()))
+        terms = _distinct(words(text))
         bigrams = _distinct(cjk_bigrams(text))
-        return cls(" ".join(words), " ".join(bigrams))
+        return cls(" ".join(terms), " ".join(bigrams))
 
     def __bool__(self) -> bool:
         return bool(self.words or self.bigrams)
