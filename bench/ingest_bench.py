@@ -11,9 +11,9 @@ Postgres (or ``DATABASE_URL``'s server). A last ``add_many`` run over the folder
 Embedding on CPU dominates those, so a storage-only pass follows: ``--storage-docs`` paragraphs (cycled when
 more than the data set's 1,065) are chunked by Lorebot's chunker and given random unit vectors of the embedder's
 dimension up front (no model runs), then the same chunk texts and vectors are stored by Lorebot's
-``replace_document`` (one transaction with binary COPY per document) and by langchain-postgres
-``PGVectorStore.aadd_embeddings`` (one call; it inserts and commits row by row), each into a fresh database with
-the same indexes as above.
+``replace_documents`` (binary COPY; one transaction per document, and one per window of documents as ``add_many``
+stores them) and by langchain-postgres ``PGVectorStore.aadd_embeddings`` (one call; it inserts and commits row by
+row), each into a fresh database with the same indexes as above.
 
     .venv/bin/python bench/ingest_bench.py [--docs 300] [--storage-docs 2000] [--seed 0]
 
@@ -47,9 +47,9 @@ from psycopg_pool import AsyncConnectionPool
 from bot.domain import Chunk
 from bot.embeddings import Embedder, load_embedder
 from bot.ingest.chunking import chunk_document
-from bot.ingest.pipeline import Ingestor, IngestSource, TextSource
+from bot.ingest.pipeline import EMBED_WINDOW_BATCHES, Ingestor, IngestSource, TextSource
 from bot.settings import Settings
-from bot.storage.documents import replace_document
+from bot.storage.documents import DocumentWrite, replace_documents
 from bot.storage.migrate import migrate
 from bot.storage.pool import open_pool
 
@@ -65,7 +65,8 @@ PER_DOCUMENT = "Lorebot Ingestor.add_text (per document)"
 BULK = "Lorebot Ingestor.add_many, texts (embedding batched across documents)"
 BULK_FILES = "Lorebot Ingestor.add_many, the folder's files"
 LANGCHAIN = "langchain-postgres PGVectorStore.aadd_texts"
-STORAGE_LOREBOT = "storage only: Lorebot replace_document (per document)"
+STORAGE_LOREBOT = "storage only: Lorebot replace_documents, one document per transaction"
+STORAGE_LOREBOT_WINDOWS = "storage only: Lorebot replace_documents, a window per transaction (as add_many)"
 STORAGE_LANGCHAIN = "storage only: langchain-postgres PGVectorStore.aadd_embeddings"
 
 
@@ -211,8 +212,8 @@ async def profile_stages(conninfo: str, embedder: Embedder, settings: Settings, 
         (documents, "find_unchanged", clock.timed("unchanged lookup", documents.find_unchanged)),
         (
             documents,
-            "replace_document",
-            clock.timed("store (one transaction per document)", documents.replace_document),
+            "replace_documents",
+            clock.timed("store (one transaction per window)", documents.replace_documents),
         ),
         (embedder, "embed_documents", clock.timed("embed (tokenize + forward)", embedder.embed_documents)),
     ]
@@ -300,25 +301,38 @@ async def bench_langchain(conninfo: str, embedder: Embedder, docs: Sequence[tupl
 
 
 async def bench_storage_lorebot(
-    conninfo: str, dim: int, settings: Settings, prepared: Sequence[tuple[str, str, list[Chunk], np.ndarray]]
+    conninfo: str,
+    dim: int,
+    settings: Settings,
+    prepared: Sequence[tuple[str, str, list[Chunk], np.ndarray]],
+    *,
+    window_chunks: int,
 ) -> dict:
-    """``replace_document`` per document with precomputed chunks and vectors (no model, no chunking timed)."""
+    """``replace_documents`` with precomputed chunks and vectors (no model, no chunking timed), the documents
+    grouped into transactions of up to ``window_chunks`` chunks (1: one document per transaction)."""
+    writes = [
+        DocumentWrite(
+            scope="bench",
+            source_uri=f"squad:{i}",
+            title=title,
+            mime_type="text/plain",
+            content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+            size_bytes=len(text.encode("utf-8")),
+            added_by="bench",
+            chunks=chunks,
+            embeddings=vectors,
+        )
+        for i, (title, text, chunks, vectors) in enumerate(prepared)
+    ]
+    windows: list[list[DocumentWrite]] = [[]]
+    for write in writes:
+        if windows[-1] and sum(len(w.chunks) for w in windows[-1]) + len(write.chunks) > window_chunks:
+            windows.append([])
+        windows[-1].append(write)
     async with lorebot_pool(conninfo, dim, settings) as pool:
         started = time.perf_counter()
-        for i, (title, text, chunks, vectors) in enumerate(prepared):
-            data = text.encode("utf-8")
-            await replace_document(
-                pool,
-                scope="bench",
-                source_uri=f"squad:{i}",
-                title=title,
-                mime_type="text/plain",
-                content_hash=hashlib.sha256(data).hexdigest(),
-                size_bytes=len(data),
-                added_by="bench",
-                chunks=chunks,
-                embeddings=vectors,
-            )
+        for window in windows:
+            await replace_documents(pool, window)
         seconds = time.perf_counter() - started
     return {"seconds": seconds, "docs": len(prepared), "chunks": sum(len(c) for _, _, c, _ in prepared)}
 
@@ -369,7 +383,14 @@ async def main() -> None:
         CLI: bench_cli(fresh_database(server_uri, "bench_cli"), folder, embedder.dim),
         LANGCHAIN: await bench_langchain(fresh_database(server_uri, "bench_langchain"), embedder, docs),
         STORAGE_LOREBOT: await bench_storage_lorebot(
-            fresh_database(server_uri, "bench_storage_lorebot"), embedder.dim, settings, prepared
+            fresh_database(server_uri, "bench_storage_lorebot"), embedder.dim, settings, prepared, window_chunks=1
+        ),
+        STORAGE_LOREBOT_WINDOWS: await bench_storage_lorebot(
+            fresh_database(server_uri, "bench_storage_windows"),
+            embedder.dim,
+            settings,
+            prepared,
+            window_chunks=settings.embedding_batch_size * EMBED_WINDOW_BATCHES,
         ),
         STORAGE_LANGCHAIN: await bench_storage_langchain(
             fresh_database(server_uri, "bench_storage_langchain"), embedder, prepared
@@ -387,8 +408,8 @@ async def main() -> None:
         r["docs_per_s"] = r["docs"] / r["seconds"]
         r["chunks_per_s"] = r["chunks"] / r["seconds"]
         print(f"{method:<{width}} {r['seconds']:8.2f} {r['docs_per_s']:8.1f} {r['chunks']:7d} {r['chunks_per_s']:9.1f}")
-    storage_ratio = results[STORAGE_LOREBOT]["docs_per_s"] / results[STORAGE_LANGCHAIN]["docs_per_s"]
-    print(f"storage only: Lorebot docs/s / langchain-postgres docs/s = {storage_ratio:.2f}")
+    storage_ratio = results[STORAGE_LOREBOT_WINDOWS]["docs_per_s"] / results[STORAGE_LANGCHAIN]["docs_per_s"]
+    print(f"storage only: Lorebot (windows) docs/s / langchain-postgres docs/s = {storage_ratio:.2f}")
     rate = {method: r["docs_per_s"] for method, r in results.items()}
     bulk_ratios = {
         f"{bulk} / {reference}": rate[bulk] / rate[reference]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -142,10 +143,14 @@ def _chunks(count: int, word: str) -> list[Chunk]:
 
 
 async def _store(pool: AsyncConnectionPool, chunks: list[Chunk], content_hash: str, seed: int = 0):
-    return await documents.replace_document(
-        pool,
+    (result,) = await documents.replace_documents(pool, [_write("upload:x", chunks, content_hash, seed)])
+    return result
+
+
+def _write(source_uri: str, chunks: list[Chunk], content_hash: str, seed: int = 0) -> documents.DocumentWrite:
+    return documents.DocumentWrite(
         scope="docs",
-        source_uri="upload:x",
+        source_uri=source_uri,
         title="X",
         mime_type="text/plain",
         content_hash=content_hash,
@@ -164,6 +169,40 @@ async def test_a_replace_that_fails_midway_leaves_the_old_document_whole(pool: A
     assert isinstance(info.value.__cause__, psycopg.Error)
     assert await documents.get_document(pool, old.id) == old
     assert [row[2] for row in await _rows(pool, old.id)] == [f"old chunk {i}" for i in range(5)]
+
+
+async def test_a_batch_is_stored_in_one_transaction_with_results_in_the_given_order(pool: AsyncConnectionPool) -> None:
+    kept = await _store(pool, _chunks(2, "kept"), "h1")
+    writes = [_write("upload:z", _chunks(3, "zed"), "z"), _write("upload:x", _chunks(1, "ex"), "h2")]
+    results = await documents.replace_documents(pool, [*writes, _write("upload:a", _chunks(2, "ay"), "a")])
+    assert [(r.document.source_uri, r.status, r.chunk_count) for r in results] == [
+        ("upload:z", "added", 3),
+        ("upload:x", "replaced", 1),
+        ("upload:a", "added", 2),
+    ]
+    assert results[1].document.id == kept.document.id
+    assert [row[2] for row in await _rows(pool, results[0].document.id)] == [f"zed chunk {i}" for i in range(3)]
+    assert [row[2] for row in await _rows(pool, kept.document.id)] == ["ex chunk 0"]
+
+    broken = [_write("upload:new", _chunks(2, "new"), "n"), _write("upload:a", [Chunk(0, "NUL \x00", "", 2)], "b")]
+    with pytest.raises(StorageError, match="storing 2 documents failed"):
+        await documents.replace_documents(pool, broken)
+    assert sorted(d.source_uri for d in await documents.list_documents(pool, ["docs"])) == [
+        "upload:a",
+        "upload:x",
+        "upload:z",
+    ]
+    assert await _chunk_total(pool) == 6
+
+
+async def test_a_batch_refuses_a_source_twice_and_chunks_without_embeddings(pool: AsyncConnectionPool) -> None:
+    with pytest.raises(ValueError, match="a source appears twice"):
+        await documents.replace_documents(pool, [_write("upload:x", _chunks(1, "a"), "a")] * 2)
+    mismatched = _write("upload:y", _chunks(2, "b"), "b")
+    with pytest.raises(ValueError, match="2 chunks but 1 embeddings"):
+        await documents.replace_documents(pool, [dataclasses.replace(mismatched, embeddings=mismatched.embeddings[:1])])
+    assert await documents.replace_documents(pool, []) == []
+    assert await _chunk_total(pool) == 0
 
 
 async def test_concurrent_readers_never_see_half_a_document(pool: AsyncConnectionPool, database_url: str) -> None:
@@ -429,6 +468,33 @@ async def test_bulk_skips_unchanged_replaces_changed_and_isolates_bad_documents(
     assert counting.embedded == embedded + 2  # only the changed and the new document
     titles = sorted(d.title for d in await documents.list_documents(pool, ["docs"]))
     assert titles == ["Holidays", "Lunch", "Parking"]
+
+
+REFUSE_ONE_SOURCE = """
+CREATE FUNCTION refuse_source() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.source_uri = 'text:Refused' THEN RAISE EXCEPTION 'refused by the test'; END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_source BEFORE INSERT ON documents FOR EACH ROW EXECUTE FUNCTION refuse_source();
+"""
+
+
+async def test_bulk_stores_a_window_together_and_a_document_the_database_refuses_fails_alone(
+    pool: AsyncConnectionPool, counting: CountingEmbedder, ingestor: Ingestor
+) -> None:
+    async with pool.connection() as conn:
+        await conn.execute(REFUSE_ONE_SOURCE)
+    items = [TextSource(f"Room {i} is on floor {i}.", title=f"Room {i}") for i in range(3)]
+    items.insert(1, TextSource("This one the database refuses.", title="Refused"))
+    embedded = counting.embedded
+
+    outcomes = await _collect(ingestor, items)
+
+    assert isinstance(outcomes[1], StorageError) and "refused by the test" in str(outcomes[1])
+    assert [o.status for o in outcomes[:1] + outcomes[2:]] == ["added"] * 3
+    assert counting.embedded == embedded + 4  # embedded once, in one window; only storing was retried
+    assert sorted(d.title for d in await documents.list_documents(pool, ["docs"])) == ["Room 0", "Room 1", "Room 2"]
 
 
 async def test_bulk_binary_file_fails_alone(pool: AsyncConnectionPool, ingestor: Ingestor, tmp_path: Path) -> None:

@@ -58,8 +58,7 @@ def chunk_document(text: str, *, title: str, settings: Settings) -> list[Chunk]:
     for section in _sections(text):
         prefix = _truncated(_prefix(title, section.heading), settings.chunk_tokens // PREFIX_SHARE)
         budget = max(settings.chunk_tokens - SPECIAL_TOKENS - count_tokens(prefix + "\n\n"), MIN_BODY_TOKENS)
-        splitter = _splitter(budget, min(settings.chunk_overlap_tokens, budget // 2))
-        for body in splitter.split_text(section.body):
+        for body in _split(section.body, budget, min(settings.chunk_overlap_tokens, budget // 2)):
             chunk_text = f"{prefix}\n\n{body}"
             chunks.append(Chunk(len(chunks), chunk_text, section.heading, count_tokens(chunk_text)))
             if len(chunks) > limit:
@@ -73,6 +72,14 @@ def chunk_document(text: str, *, title: str, settings: Settings) -> list[Chunk]:
 def count_tokens(text: str) -> int:
     """Word pieces of ``text`` without special tokens."""
     return len(_tokenizer().encode(text, add_special_tokens=False).ids)
+
+
+def _split(body: str, budget: int, overlap: int) -> list[str]:
+    """``body`` in pieces of at most ``budget`` tokens: whole when it fits (most sections of FAQ and wiki pages; the
+    splitter would count the tokens of every sentence to find that out), else split recursively."""
+    if count_tokens(body) <= budget:
+        return [body]
+    return _splitter(budget, overlap).split_text(body)
 
 
 def _prefix(title: str, heading: str) -> str:

@@ -1,4 +1,5 @@
-"""The ingestion pipeline: bytes, text, files or URLs → load → chunk → embed → one atomic store per document.
+"""The ingestion pipeline: bytes, text, files or URLs → load → chunk → embed → atomic store (per document, or per
+window of documents in bulk).
 
 Cheap refusals come first (size, scope name, unchanged content hash) so that a too-large or already-known
 document costs neither parsing nor embedding. CPU-bound stages run in worker threads to keep the event loop
@@ -77,9 +78,9 @@ class Ingestor:
     """Adds documents to a scope; re-adding a source replaces it, identical content is skipped.
 
     Every document goes through the same two steps: *prepare* (cheap checks, load, chunk, the unchanged-hash
-    check; no embedding) and *store* (embed, then one atomic :func:`documents.replace_document`). The
+    check; no embedding) and *store* (embed, then one atomic :func:`documents.replace_documents`). The
     single-document methods run both for one document; :meth:`add_many` embeds the chunks of a window of
-    prepared documents in one call and then stores each document in its own transaction.
+    prepared documents in one call and stores them in one transaction.
     """
 
     def __init__(self, pool: AsyncConnectionPool, embedder: Embedder, settings: Settings) -> None:
@@ -121,8 +122,8 @@ class Ingestor:
 
         Results are those of the single-document methods (same checks, limits, statuses and errors), but the
         chunks of a window of prepared documents (up to ``EMBED_WINDOW_BATCHES`` full model batches) are embedded
-        in one call; the next window is prepared while that runs, and embedded while the previous one is stored.
-        Each document is still stored in its own transaction, and a failing document only fails itself.
+        in one call and stored in one transaction; the next window is prepared while that runs, and embedded while
+        the previous one is stored. A failing document only fails itself (its window is then stored one by one).
         """
         window: list[_Outcome] = []
         pending: set[str] = set()  # sources prepared but not stored yet (this window and the one in flight)
@@ -192,18 +193,28 @@ class Ingestor:
     async def _store_window(
         self, window: list[_Outcome], embedded: Awaitable[_Embedded], *, after: Awaitable[object] | None
     ) -> list[_Done]:
-        """Store each prepared document of ``window`` in its own transaction once its vectors are there and the
-        window ``after`` is stored (so documents are stored in order, one at a time, while the next window is
-        being embedded)."""
+        """Store the prepared documents of ``window`` once their vectors are there and the window ``after`` is
+        stored (so windows are stored in order, one at a time, while the next one is being embedded): all in one
+        transaction, or each in its own when that fails, so that a failing document only fails itself."""
         vectors, embed_ms = await embedded
         if after is not None:
             await after
+        together = [o for _, o in window if isinstance(o, _Prepared) and id(o) in vectors]
+        stored: dict[int, IngestResult] = {}
+        if together:
+            try:
+                results = await self._store(together, [vectors[id(p)] for p in together], embed_ms)
+                stored = {id(p): result for p, result in zip(together, results, strict=True)}
+            except LorebotError as e:
+                log.warning("storing %d documents together failed (%s); storing one by one", len(together), e)
         done: list[_Done] = []
         for item, outcome in window:
             if isinstance(outcome, _Prepared):
                 try:
-                    if id(outcome) in vectors:
-                        outcome = await self._store(outcome, vectors[id(outcome)], embed_ms)
+                    if id(outcome) in stored:
+                        outcome = stored[id(outcome)]
+                    elif id(outcome) in vectors:
+                        (outcome,) = await self._store([outcome], [vectors[id(outcome)]], embed_ms)
                     else:
                         outcome = await self._index(outcome)
                 except LorebotError as e:
@@ -300,39 +311,47 @@ class Ingestor:
             return prepared
         started = time.perf_counter()
         embeddings = await self._embed(prepared.chunks)
-        return await self._store(prepared, embeddings, (time.perf_counter() - started) * 1000)
+        (result,) = await self._store([prepared], [embeddings], (time.perf_counter() - started) * 1000)
+        return result
 
     async def _embed(self, chunks: Sequence[Chunk]) -> np.ndarray:
         return await asyncio.to_thread(self.embedder.embed_documents, [chunk.text for chunk in chunks])
 
-    async def _store(self, prepared: _Prepared, embeddings: np.ndarray, embed_ms: float) -> IngestResult:
+    async def _store(
+        self, batch: Sequence[_Prepared], embeddings: Sequence[np.ndarray], embed_ms: float
+    ) -> list[IngestResult]:
+        """Store ``batch`` (documents of distinct sources) in one transaction; ``embed_ms`` per document, logged."""
         started = time.perf_counter()
-        loaded = prepared.loaded
-        result = await documents.replace_document(
-            self.pool,
-            scope=prepared.scope,
-            source_uri=prepared.source_uri,
-            title=loaded.title,
-            mime_type=loaded.mime_type,
-            content_hash=prepared.content_hash,
-            size_bytes=prepared.size,
-            added_by=prepared.added_by,
-            chunks=prepared.chunks,
-            embeddings=embeddings,
-        )
-        log.info(
-            "%s document=%d scope=%s type=%s bytes=%d chunks=%d chunk_ms=%d embed_ms=%d store_ms=%d",
-            result.status,
-            result.document.id,
-            prepared.scope,
-            loaded.mime_type,
-            prepared.size,
-            len(prepared.chunks),
-            prepared.chunk_ms,
-            embed_ms,
-            (time.perf_counter() - started) * 1000,
-        )
-        return result
+        writes = [
+            documents.DocumentWrite(
+                scope=p.scope,
+                source_uri=p.source_uri,
+                title=p.loaded.title,
+                mime_type=p.loaded.mime_type,
+                content_hash=p.content_hash,
+                size_bytes=p.size,
+                added_by=p.added_by,
+                chunks=p.chunks,
+                embeddings=vectors,
+            )
+            for p, vectors in zip(batch, embeddings, strict=True)
+        ]
+        results = await documents.replace_documents(self.pool, writes)
+        store_ms = (time.perf_counter() - started) * 1000 / len(batch)
+        for p, result in zip(batch, results, strict=True):
+            log.info(
+                "%s document=%d scope=%s type=%s bytes=%d chunks=%d chunk_ms=%d embed_ms=%d store_ms=%d",
+                result.status,
+                result.document.id,
+                p.scope,
+                p.loaded.mime_type,
+                p.size,
+                len(p.chunks),
+                p.chunk_ms,
+                embed_ms,
+                store_ms,
+            )
+        return results
 
 
 def expand_sources(items: Sequence[str], pattern: str = "*") -> list[str | Path]:

@@ -2,13 +2,15 @@
 
 A document's chunks are only ever swapped inside one transaction (upsert the document row, delete the old chunks,
 COPY the new ones), so readers see either the old document or the new one, never half of each. The upsert locks
-the document row, which also serialises two concurrent replaces of the same source.
+the document row, which also serialises two concurrent replaces of the same source. Bulk ingestion swaps a window
+of documents in one such transaction.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from psycopg.rows import class_row, dict_row
@@ -22,12 +24,14 @@ log = logging.getLogger(__name__)
 
 _DOCUMENT_COLUMNS = "id, scope, source_uri, title, mime_type, content_hash, size_bytes, chunk_count, added_by, added_at"
 
-ENSURE_SCOPE = "INSERT INTO scopes (name) VALUES (%(scope)s) ON CONFLICT (name) DO NOTHING"
+ENSURE_SCOPES = "INSERT INTO scopes (name) SELECT unnest(%(scopes)s::text[]) ON CONFLICT (name) DO NOTHING"
 
-UPSERT_DOCUMENT = f"""
+_UPSERTED = ("scope", "source_uri", "title", "mime_type", "content_hash", "size_bytes", "added_by")
+
+UPSERT_DOCUMENTS = f"""
 INSERT INTO documents (scope, source_uri, title, mime_type, content_hash, size_bytes, chunk_count, added_by)
-VALUES (%(scope)s, %(source_uri)s, %(title)s, %(mime_type)s, %(content_hash)s, %(size_bytes)s, %(chunk_count)s,
-        %(added_by)s)
+SELECT * FROM unnest(%(scope)s::text[], %(source_uri)s::text[], %(title)s::text[], %(mime_type)s::text[],
+                     %(content_hash)s::text[], %(size_bytes)s::bigint[], %(chunk_count)s::int[], %(added_by)s::text[])
 ON CONFLICT (scope, source_uri) DO UPDATE SET
     title = EXCLUDED.title, mime_type = EXCLUDED.mime_type, content_hash = EXCLUDED.content_hash,
     size_bytes = EXCLUDED.size_bytes, chunk_count = EXCLUDED.chunk_count, added_by = EXCLUDED.added_by,
@@ -35,7 +39,7 @@ ON CONFLICT (scope, source_uri) DO UPDATE SET
 RETURNING {_DOCUMENT_COLUMNS}, (xmax = 0) AS inserted
 """
 
-DELETE_CHUNKS = "DELETE FROM chunks WHERE document_id = %(document_id)s"
+DELETE_CHUNKS = "DELETE FROM chunks WHERE document_id = ANY(%(document_ids)s::bigint[])"
 
 COPY_CHUNKS = """
 COPY chunks (document_id, scope, ordinal, heading, text, lexemes, token_count, embedding)
@@ -59,64 +63,73 @@ DELETE FROM documents WHERE id = %(document_id)s AND scope = ANY(%(scopes)s) RET
 """
 
 
-async def replace_document(
-    pool: AsyncConnectionPool,
-    *,
-    scope: str,
-    source_uri: str,
-    title: str,
-    mime_type: str,
-    content_hash: str,
-    size_bytes: int,
-    added_by: str,
-    chunks: Sequence[Chunk],
-    embeddings: np.ndarray,
-) -> IngestResult:
-    """Insert or replace the document at (``scope``, ``source_uri``) with ``chunks`` in one transaction.
+@dataclass(frozen=True, slots=True)
+class DocumentWrite:
+    """A document to store at (``scope``, ``source_uri``): its row, and its chunks with their embeddings
+    (``embeddings[i]`` belongs to ``chunks[i]``)."""
 
-    ``embeddings[i]`` belongs to ``chunks[i]``. On any failure nothing changes; raises :class:`StorageError`.
+    scope: str
+    source_uri: str
+    title: str
+    mime_type: str
+    content_hash: str
+    size_bytes: int
+    added_by: str
+    chunks: Sequence[Chunk]
+    embeddings: np.ndarray
+
+
+async def replace_documents(pool: AsyncConnectionPool, writes: Sequence[DocumentWrite]) -> list[IngestResult]:
+    """Insert or replace every document of ``writes`` with its chunks, all in one transaction; results in order.
+
+    One statement per step for the whole batch (scopes, document upsert, old chunks' delete, one COPY) instead of
+    six round trips and two statistics-trigger runs per document: bulk ingestion stores a window of documents
+    at once. On any failure nothing changes; raises :class:`StorageError` (:class:`ValueError` when a source
+    appears twice or a document's chunks and embeddings differ in number).
     """
-    if len(chunks) != len(embeddings):
-        raise ValueError(f"{len(chunks)} chunks but {len(embeddings)} embeddings")
-    params = {
-        "scope": scope,
-        "source_uri": source_uri,
-        "title": title,
-        "mime_type": mime_type,
-        "content_hash": content_hash,
-        "size_bytes": size_bytes,
-        "chunk_count": len(chunks),
-        "added_by": added_by,
-    }
+    keys = [(w.scope, w.source_uri) for w in writes]
+    if len(set(keys)) != len(keys):
+        raise ValueError("a source appears twice in one batch; store the first before the second")
+    for write in writes:
+        if len(write.chunks) != len(write.embeddings):
+            raise ValueError(f"{len(write.chunks)} chunks but {len(write.embeddings)} embeddings")
+    if not writes:
+        return []
+    order = sorted(range(len(writes)), key=keys.__getitem__)  # rows locked in one order: no deadlocks
+    columns = {column: [getattr(writes[i], column) for i in order] for column in _UPSERTED}
+    action = "storing the document" if len(writes) == 1 else f"storing {len(writes)} documents"
     async with (
-        storage_errors("storing the document"),
+        storage_errors(action),
         pool.connection() as conn,
         conn.transaction(),
         conn.cursor(row_factory=dict_row) as cur,
     ):
-        await cur.execute(ENSURE_SCOPE, params)
-        await cur.execute(UPSERT_DOCUMENT, params)
-        row = await cur.fetchone()
-        assert row is not None, "an upsert with RETURNING always returns its row"
-        inserted = row.pop("inserted")
-        document = Document(**row)
-        await cur.execute(DELETE_CHUNKS, {"document_id": document.id})
+        await cur.execute(ENSURE_SCOPES, {"scopes": sorted({w.scope for w in writes})})
+        await cur.execute(UPSERT_DOCUMENTS, {**columns, "chunk_count": [len(writes[i].chunks) for i in order]})
+        stored = {(row["scope"], row["source_uri"]): row for row in await cur.fetchall()}
+        results = []
+        for key in keys:
+            row = dict(stored[key])
+            inserted = row.pop("inserted")
+            results.append(IngestResult(Document(**row), "added" if inserted else "replaced"))
+        await cur.execute(DELETE_CHUNKS, {"document_ids": [r.document.id for r in results]})
         async with cur.copy(COPY_CHUNKS) as copy:
             copy.set_types(COPY_CHUNK_TYPES)
-            for chunk, embedding in zip(chunks, embeddings, strict=True):
-                await copy.write_row(
-                    (
-                        document.id,
-                        scope,
-                        chunk.ordinal,
-                        chunk.heading,
-                        chunk.text,
-                        lexemes(chunk.text),
-                        chunk.token_count,
-                        embedding,
+            for write, result in zip(writes, results, strict=True):
+                for chunk, embedding in zip(write.chunks, write.embeddings, strict=True):
+                    await copy.write_row(
+                        (
+                            result.document.id,
+                            write.scope,
+                            chunk.ordinal,
+                            chunk.heading,
+                            chunk.text,
+                            lexemes(chunk.text),
+                            chunk.token_count,
+                            embedding,
+                        )
                     )
-                )
-    return IngestResult(document, "added" if inserted else "replaced")
+    return results
 
 
 async def find_unchanged(pool: AsyncConnectionPool, scope: str, source_uri: str, content_hash: str) -> Document | None:
