@@ -15,9 +15,10 @@ dimension up front (no model runs), then the same chunk texts and vectors are st
 stores them) and by langchain-postgres ``PGVectorStore.aadd_embeddings`` (one call; it inserts and commits row by
 row), each into a fresh database with the same indexes as above.
 
-    .venv/bin/python bench/ingest_bench.py [--docs 300] [--storage-docs 2000] [--seed 0]
+    .venv/bin/python bench/ingest_bench.py [--docs 300] [--storage-docs 2000] [--seed 0] [--output FILE]
 
-Prints a table and writes settings, data set, git SHA, seed and numbers to ``bench/results/ingest.json``.
+Prints a table and writes settings, data set, git SHA, seed and numbers to ``bench/results/ingest.json`` (or
+``--output``).
 """
 
 from __future__ import annotations
@@ -358,6 +359,7 @@ async def main() -> None:
         "--storage-docs", type=int, default=2000, help="paragraphs for the storage-only pass (precomputed vectors)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON record goes")
     args = parser.parse_args()
 
     settings = Settings(_env_file=None)
@@ -444,7 +446,7 @@ async def main() -> None:
         "end_to_end_ratios": bulk_ratios,
         "stage_profile": profile,
     }
-    write_results(RESULTS, record, load_before=load_before, machine={"numpy": np.__version__})
+    write_results(args.output.resolve(), record, load_before=load_before, machine={"numpy": np.__version__})
 
 
 if __name__ == "__main__":
