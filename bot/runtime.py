@@ -25,7 +25,7 @@ async def llm_endpoint(settings: Settings) -> AsyncIterator[Settings]:
     log.info("LLM_BASE_URL is not set: starting the embedded local model")
     local = await asyncio.to_thread(start_local_llm, settings)
     try:
-        yield settings.model_copy(update={"llm_base_url": local.base_url, "llm_model": local.model_name})
+        yield local.settings_for(settings)
     finally:
         await asyncio.to_thread(local.stop)
 

@@ -16,11 +16,13 @@ import openai
 import pytest
 
 from bot.errors import ConfigError
+from bot.local_llm.adapter_format import FORMAT_FILE, AdapterFormat
 from bot.local_llm.chat_template import CHAT_TEMPLATE
 from bot.local_llm.launcher import start_local_llm
 from bot.local_llm.model import LocalModel, SamplingParams, StopFilter, load_local_model
 from bot.local_llm.modeling import dequantized_cache, model_location
 from bot.local_llm.prefix import MIN_PREFIX_TOKENS
+from bot.settings import Settings
 from tests.fixtures.net import running_app
 
 
@@ -314,6 +316,32 @@ def test_launcher_starts_a_server_subprocess_and_stops_it(settings, tiny_model_d
     assert "bfloat16 copy" not in local.log_path.read_text()  # the settings' precision reached the server
 
 
+def test_the_launcher_serves_an_adapter_the_way_it_was_trained_unless_context_sentences_is_set(
+    settings, tiny_model_dir: Path, tiny_lora_dir: Path, tmp_path: Path
+) -> None:
+    adapter = shutil.copytree(tiny_lora_dir, tmp_path / "adapter")
+    AdapterFormat(context_sentences=6).write(adapter)
+    settings = settings.model_copy(update={"local_llm_precision": "float32"})
+    with start_local_llm(settings, model_path=tiny_model_dir, adapter_path=adapter, port=0) as local:
+        served = local.settings_for(settings)
+        chosen = local.settings_for(Settings(_env_file=None, context_sentences=0))
+    assert local.prompt_format == AdapterFormat(context_sentences=6)
+    assert (served.llm_base_url, served.llm_model, served.context_sentences) == (local.base_url, "lorebot-local", 6)
+    assert chosen.context_sentences == 0  # CONTEXT_SENTENCES set explicitly wins
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [("{", "not an adapter format file"), ('{"k": 1}', "not an adapter format file"),
+     ('{"context_sentences": -2}', "whole number"), ('{"context_sentences": true}', "whole number")],
+)  # fmt: skip
+def test_a_malformed_adapter_format_is_a_clear_error(tmp_path: Path, content: str, problem: str) -> None:
+    (tmp_path / FORMAT_FILE).write_text(content)
+    with pytest.raises(ConfigError, match=problem):
+        AdapterFormat.read(tmp_path)
+    assert AdapterFormat.read(tmp_path / "missing") == AdapterFormat.read(None) == AdapterFormat(context_sentences=0)
+
+
 def test_launcher_reports_a_server_that_cannot_start_with_its_log(settings, tmp_path: Path) -> None:
     settings = settings.model_copy(update={"local_llm_use_adapter": False})
     with pytest.raises(ConfigError, match=r"exited with code [^0](.|\n)*model not found"):
@@ -350,7 +378,7 @@ async def test_real_gemma_answers_through_the_chain(settings, pool, pytestconfig
         pool, embedder, [CorpusDocument("Office hours", ["The support office is open from 10am to 2pm on Saturdays."])]
     )
     with start_local_llm(settings, port=0) as local:
-        served = settings.model_copy(update={"llm_base_url": local.base_url, "llm_model": local.model_name})
+        served = local.settings_for(settings)
         answerer = Answerer(served, Retriever(pool, embedder, served))
         events = [e async for e in answerer.stream("When is the support office open on Saturdays?", ["default"], [])]
     final = events[-1]

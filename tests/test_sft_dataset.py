@@ -10,6 +10,7 @@ import pytest
 
 from bot.answer.prompt import NOT_FOUND_ANSWER, SYSTEM_PROMPT, build_messages
 from bot.domain import Passage
+from bot.local_llm.adapter_format import AdapterFormat
 from bot.sft.config import DatasetConfig
 from bot.sft.dataset import build_dataset, eval_groups
 from bot.sft.errors import DatasetFormatError, SFTError
@@ -252,6 +253,21 @@ def test_dataset_card_counts_sources_languages_and_lengths(tmp_path: Path, tiny_
     assert card["length_unit"] == "characters"
     markdown = (result.output_dir / "dataset_card.md").read_text(encoding="utf-8")
     assert f"## train: {len(result.train)} examples" in markdown
+
+
+def test_the_dataset_declares_how_its_passages_were_cut(tmp_path: Path, tiny_squad_file: Path) -> None:
+    stored = build_dataset(_config(tmp_path, qa_files=(tiny_squad_file,), rag_passages="stored"))
+    assert AdapterFormat.read(stored.output_dir) == AdapterFormat(context_sentences=0)
+    cut = _config(tmp_path, output_dir=tmp_path / "cut", rag_passages="retrieved", context_sentences=8)
+    chats = read_examples(write_jsonl(tmp_path / "chat.jsonl", [{"messages": MESSAGES}]), source="curated")
+    built = build_dataset(cut, rag={"train": chats, "eval": []})
+    assert AdapterFormat.read(built.output_dir) == AdapterFormat(context_sentences=8)
+
+
+@pytest.mark.parametrize("changes", [{"context_sentences": -1}, {"context_sentences": 4, "rag_passages": "stored"}])
+def test_context_sentences_must_be_positive_and_cut_retrieved_passages(changes: dict) -> None:
+    with pytest.raises(SFTError, match="context_sentences"):
+        replace(DatasetConfig(), **changes)
 
 
 def test_real_squad_and_cmrc_build_with_token_lengths(tmp_path: Path, shared_dir: Path, tiny_model_dir: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.local_llm.adapter_format import AdapterFormat
 from bot.sft.errors import SFTError
 from bot.sft.export import adapter_rank, export, serving_chat_template, vllm_command
 
@@ -34,6 +35,13 @@ def test_export_copies_the_adapter_and_names_its_rank_for_vllm(
     assert "generation %}" not in template.read_text() and "<start_of_turn>model" in template.read_text()
     serving = (tmp_path / "export" / "serving.md").read_text(encoding="utf-8")
     assert result.vllm_command in serving
+
+
+def test_export_keeps_the_passage_format_the_adapter_was_trained_on(tiny_lora_dir: Path, tmp_path: Path) -> None:
+    adapter = shutil.copytree(tiny_lora_dir, tmp_path / "trained")
+    AdapterFormat(context_sentences=12).write(adapter)
+    result = export(adapter, tmp_path / "export", name="lorebot", half=True)
+    assert AdapterFormat.read(result.adapter_dir) == AdapterFormat(context_sentences=12)
 
 
 def test_serving_template_renders_like_the_training_template(tiny_model_dir: Path) -> None:

@@ -239,14 +239,22 @@ async def test_real_loop_eval_asks_every_question_through_the_service(
     assert "| Gold document cited (answerable) | 0.000 | 1.000 |" in table(results)
 
 
-async def test_real_loop_eval_shows_the_model_the_sentences_its_dataset_was_built_with(
-    settings: Settings, embedder: Embedder, squad_file: Path, fake_llm: FakeLLM
+@pytest.mark.parametrize(("dataset_sentences", "adapter_sentences"), [(1, None), (0, 1)])
+async def test_real_loop_eval_shows_the_model_the_sentences_it_was_trained_on(
+    settings: Settings,
+    embedder: Embedder,
+    squad_file: Path,
+    fake_llm: FakeLLM,
+    dataset_sentences: int,
+    adapter_sentences: int | None,
 ) -> None:
+    """The dataset config's ``context_sentences``, unless the target's adapter declares its own."""
     fake_llm.reply(NOT_FOUND_ANSWER)
-    dataset = DatasetConfig(qa_files=(squad_file,), eval_fraction=0.5, seed=7, context_sentences=1)
+    dataset = DatasetConfig(qa_files=(squad_file,), eval_fraction=0.5, seed=7, context_sentences=dataset_sentences)
     config = EvalConfig(withheld_fraction=0.25, question_offset=0, limit=4, seed=7)
+    target = Target("tuned", fake_llm.base_url, "tuned", context_sentences=adapter_sentences)
 
-    await evaluate_loop(settings, [Target("tuned", fake_llm.base_url, "tuned")], config, dataset, embedder=embedder)
+    await evaluate_loop(settings, [target], config, dataset, embedder=embedder)
 
     assert fake_llm.chat_requests
     for request in fake_llm.chat_requests:

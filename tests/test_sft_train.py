@@ -4,11 +4,13 @@ generate with the serving loader."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from bot.local_llm.adapter_format import AdapterFormat
 from bot.local_llm.chat_template import CHAT_TEMPLATE
 from bot.sft.config import TrainConfig
 from bot.sft.train import (
@@ -153,6 +155,14 @@ def test_training_continues_an_existing_adapter(tiny_lora_dir: Path, tiny_train_
     assert set(before) == set(after)  # the same modules (q/v, rank 8), not a fresh LoRA from the config
     assert sorted(json.loads((adapter / "adapter_config.json").read_text())["target_modules"]) == ["q_proj", "v_proj"]
     assert any(not torch.equal(before[name], after[name]) for name in before)
+
+
+def test_the_adapter_declares_the_passage_format_of_its_dataset(tiny_train_config: TrainConfig, tmp_path: Path) -> None:
+    dataset = shutil.copytree(tiny_train_config.dataset_dir, tmp_path / "data")
+    AdapterFormat(context_sentences=9).write(dataset)  # as a dataset built with context_sentences = 9
+    config = replace(tiny_train_config, dataset_dir=dataset, output_dir=tmp_path / "run", max_steps=1, save_steps=1)
+    assert AdapterFormat.read(train(config)) == AdapterFormat(context_sentences=9)
+    assert AdapterFormat.read(tiny_train_config.output_dir / "adapter") == AdapterFormat(context_sentences=0)
 
 
 def test_an_init_adapter_that_is_no_adapter_is_refused(tiny_train_config: TrainConfig, tmp_path: Path) -> None:

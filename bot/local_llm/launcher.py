@@ -22,6 +22,7 @@ import httpx
 
 from bot.errors import ConfigError
 from bot.files import published
+from bot.local_llm.adapter_format import AdapterFormat
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,16 @@ class LocalLLM:
     base_url: str
     model_name: str
     log_path: Path
+    prompt_format: AdapterFormat = field(default_factory=AdapterFormat)
     _log_file: object = field(repr=False, default=None)
+
+    def settings_for(self, settings: Settings) -> Settings:
+        """``settings`` pointed at this server, showing passages the way its adapter was trained on them unless
+        ``CONTEXT_SENTENCES`` was set explicitly."""
+        update: dict[str, object] = {"llm_base_url": self.base_url, "llm_model": self.model_name}
+        if "context_sentences" not in settings.model_fields_set:
+            update["context_sentences"] = self.prompt_format.context_sentences
+        return settings.model_copy(update=update)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process.poll() is None:
@@ -149,7 +159,7 @@ def start_local_llm(
     log_file = log_path.open("wb")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "LOG_LEVEL": settings.log_level}
     process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-    server = LocalLLM(process, f"http://{host}:{port}/v1", name, log_path, log_file)
+    server = LocalLLM(process, f"http://{host}:{port}/v1", name, log_path, AdapterFormat.read(adapter), log_file)
     log.info("starting local model server pid=%d port=%d model=%s adapter=%s", process.pid, port, model, adapter)
     try:
         _wait_healthy(server, f"http://{host}:{port}/health", settings.local_llm_start_timeout_s)

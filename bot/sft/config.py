@@ -29,7 +29,8 @@ class DatasetConfig:
     rag_passages: str = "retrieved"
     retrieval_k: int = 0  # passages per question; 0 = the serving default (RETRIEVAL_K)
     # sentences of those passages shown to the model (bot.answer.focus; 0 = whole passages); the loop evaluation
-    # shows the same, and an adapter trained so must be served with CONTEXT_SENTENCES set to it
+    # shows the same, and the adapter trained so declares it (bot.local_llm.adapter_format): the embedded model
+    # serves it that way, another endpoint needs CONTEXT_SENTENCES set to it
     context_sentences: int = 0
     withheld_fraction: float = 0.25  # paragraphs left out of the index: their questions must be refused
     multi_turn_ratio: float = 0.15  # answerable questions asked as a follow-up in a conversation
@@ -50,6 +51,8 @@ class DatasetConfig:
         _check_choice("dataset.rag_passages", self.rag_passages, ("retrieved", "stored"))
         if not 0 <= self.max_refusal_share <= 1:
             raise SFTError(f"dataset.max_refusal_share must be between 0 and 1, not {self.max_refusal_share}")
+        if self.context_sentences < 0 or (self.context_sentences and self.rag_passages != "retrieved"):
+            raise SFTError("dataset.context_sentences must be ≥ 0, and cuts only retrieved passages")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bot.local_llm.adapter_format import FORMAT_FILE, AdapterFormat
 from bot.sft.card import card_markdown, card_stats
 from bot.sft.config import DatasetConfig
 from bot.sft.example import Example
@@ -115,7 +116,8 @@ def build_dataset(
     stats = card_stats(splits, {k: [length(e) for e in v] for k, v in splits.items()}, _unit(tokenizer))
     stats["dropped"] = dropped
     settings = {k: str(v) for k, v in asdict(config).items()}
-    _write(config.output_dir, train, held, stats, card_markdown(stats, dropped=dropped, settings=settings))
+    card = card_markdown(stats, dropped=dropped, settings=settings)
+    _write(config.output_dir, train, held, stats, card, AdapterFormat(config.context_sentences))
     log.info("SFT dataset: %d train, %d eval examples in %s", len(train), len(held), config.output_dir)
     return DatasetResult(config.output_dir, train, held, dropped, stats)
 
@@ -192,7 +194,9 @@ def _unit(tokenizer: object | None) -> str:
     return "characters" if tokenizer is None else "tokens"
 
 
-def _write(output_dir: Path, train: list[Example], held: list[Example], stats: dict, card: str) -> None:
+def _write(
+    output_dir: Path, train: list[Example], held: list[Example], stats: dict, card: str, prompt_format: AdapterFormat
+) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     contents = {
         "train.jsonl": _jsonl(e.to_record() for e in train),
@@ -200,6 +204,7 @@ def _write(output_dir: Path, train: list[Example], held: list[Example], stats: d
         "eval_qa.jsonl": _jsonl({**e.qa, "source": e.source} for e in held if e.qa is not None),
         "dataset_card.json": json.dumps(stats, ensure_ascii=False, indent=2) + "\n",
         "dataset_card.md": card,
+        FORMAT_FILE: prompt_format.to_json(),  # the adapter trained on these examples is served the same way
     }
     temporaries = []
     try:

@@ -43,11 +43,13 @@ EVAL_SCOPE = "sft-eval"
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One model to evaluate: a label for the table, the endpoint and the model name to request."""
+    """One model to evaluate: a label for the table, the endpoint and the model name to request, and the passage
+    format its adapter was trained on when known (``context_sentences``; None: the dataset config's)."""
 
     label: str
     base_url: str
     model: str
+    context_sentences: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,7 +331,11 @@ def local_targets(settings: Settings, *, model_path: Path | None, adapter_path: 
             start_local_llm(settings.model_copy(update={"local_llm_use_adapter": False}), model_path=model_path, port=0)
         )
         tuned = stack.enter_context(start_local_llm(settings, model_path=model_path, adapter_path=adapter_path, port=0))
-        yield [Target("base", base.base_url, base.model_name), Target("adapter", tuned.base_url, tuned.model_name)]
+        trained = tuned.prompt_format.context_sentences  # the adapter is asked the way it was trained
+        yield [
+            Target("base", base.base_url, base.model_name),
+            Target("adapter", tuned.base_url, tuned.model_name, context_sentences=trained),
+        ]
 
 
 # --- the real loop ------------------------------------------------------------------------------------------
@@ -390,7 +396,8 @@ async def evaluate_loop(
             await ingest(service, corpus, scope)
         for target in targets:
             served = _target_settings(service.settings, target, config)
-            shown = served.model_copy(update={"context_sentences": dataset.context_sentences})  # as trained
+            trained = dataset.context_sentences if target.context_sentences is None else target.context_sentences
+            shown = served.model_copy(update={"context_sentences": trained})
             bot = Lorebot(shown, service.pool, service.embedder)
             log.info("evaluating %s (%s) on %d questions", target.label, target.base_url, len(items))
             predictions[target.label] = []

@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.local_llm.adapter_format import AdapterFormat
 from bot.local_llm.chat_template import CHAT_TEMPLATE
 from bot.sft.config import GEMMA3_270M
 from bot.sft.errors import SFTError
@@ -97,6 +98,7 @@ def export(
         _save_half(adapter_dir / "adapter_model.safetensors", target / "adapter_model.safetensors")
     else:
         shutil.copy2(adapter_dir / "adapter_model.safetensors", target / "adapter_model.safetensors")
+    AdapterFormat.read(adapter_dir).write(target)
     template = output_dir / "chat_template.jinja"
     template.write_text(serving_chat_template(), encoding="utf-8")
     vllm = vllm_command(base_model, name, target.resolve(), rank, template.resolve())

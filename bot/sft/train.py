@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bot.local_llm.adapter_format import AdapterFormat
 from bot.local_llm.modeling import load_model, load_tokenizer, pick_device
 from bot.sft.config import TrainConfig
 from bot.sft.errors import SFTError
@@ -201,6 +202,7 @@ def train(config: TrainConfig, *, resume: bool = True) -> Path:
     seconds = time.monotonic() - started
     adapter_dir = config.output_dir / ADAPTER_DIR
     trainer.model.save_pretrained(adapter_dir)
+    AdapterFormat.read(config.dataset_dir).write(adapter_dir)  # served as the examples showed passages
     summary = _summary(
         trainer, result, seconds, len(trainer.train_dataset), resumed_from=checkpoint, tokens_before=tokens_before
     )

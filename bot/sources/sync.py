@@ -1,10 +1,10 @@
 """One sync of one source: list upstream, skip what did not change, replace what did, remove what is gone.
 
 Documents are replaced whole, a batch of them per transaction (:func:`bot.storage.documents.replace_documents`), so
-a sync that stops half way leaves each document either old or new. The change marker is recorded only after its document is
-stored, so an interrupted sync re-reads rather than skips. Documents are removed only after a listing that was
-whole (:attr:`SourceLoader.complete`) and not empty: a failed fetch, a failed, truncated or empty listing never
-deletes. A failed listing raises from the loader; the sync is then recorded as failed with nothing removed.
+a sync that stops half way leaves each document either old or new. The change marker is recorded only after its
+document is stored, so an interrupted sync re-reads rather than skips. Documents are removed only after a listing
+that was whole (:attr:`SourceLoader.complete`) and not empty: a failed fetch, a failed, truncated or empty listing
+never deletes. A failed listing raises from the loader; the sync is then recorded as failed with nothing removed.
 """
 
 from __future__ import annotations
