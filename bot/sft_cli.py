@@ -108,6 +108,9 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="Batch size for --in-process")] = 8,
     output_dir: Annotated[Path | None, typer.Option(help="Write eval.md, eval.json and the answers here")] = None,
     limit: Annotated[int | None, typer.Option(help="Questions to ask (overrides the config's eval.limit)")] = None,
+    follow_up: Annotated[
+        bool | None, typer.Option(help="Ask each question after another one in its conversation (eval.follow_up)")
+    ] = None,
 ) -> None:
     """Answer held-out questions with each model and print the side-by-side table, per language.
 
@@ -122,7 +125,11 @@ def evaluate(
     settings = load_settings()
     try:
         loaded = load_config(config)
-        cfg = dataclasses.replace(loaded.eval, limit=loaded.eval.limit if limit is None else limit)
+        cfg = dataclasses.replace(
+            loaded.eval,
+            limit=loaded.eval.limit if limit is None else limit,
+            follow_up=loaded.eval.follow_up if follow_up is None else follow_up,
+        )
         if in_process:
             base = str(model_path) if model_path else GEMMA3_270M
             results = evaluate_in_process(base, adapter, cfg, batch_size=batch_size, output_dir=output_dir)

@@ -262,3 +262,22 @@ async def test_real_loop_eval_shows_the_model_the_sentences_it_was_trained_on(
             r'<source id="\d+" title="[^"]*">\n(.*?)\n</source>', request["messages"][-1]["content"], re.S
         )
         assert len(sources) == 1 and sources[0].count(". ") == 0  # one sentence of one passage, as trained
+
+
+async def test_follow_up_eval_asks_every_question_after_another_paragraphs_question(
+    settings: Settings, embedder: Embedder, squad_file: Path, fake_llm: FakeLLM
+) -> None:
+    """``follow_up``: each question is the second turn of its own conversation, as a user in a chat asks it."""
+    dataset = DatasetConfig(qa_files=(squad_file,), eval_fraction=0.5, seed=7)
+    config = EvalConfig(withheld_fraction=0.0, question_offset=0, limit=3, seed=7, follow_up=True)
+
+    await evaluate_loop(settings, [Target("tuned", fake_llm.base_url, "tuned")], config, dataset, embedder=embedder)
+
+    asked = [r for r in fake_llm.chat_requests if r["messages"][-1]["content"].startswith("Sources:")]
+    firsts, seconds = asked[0::2], asked[1::2]
+    assert len(seconds) == len(firsts) == 3
+    for first, second in zip(firsts, seconds, strict=True):
+        earlier = first["messages"][-1]["content"].rsplit("Question: ", 1)[1]
+        assert [m["role"] for m in second["messages"]] == ["system", "user", "assistant", "user"]
+        assert second["messages"][1]["content"] == earlier and second["messages"][2]["content"].endswith("[1].")
+        assert second["messages"][-1]["content"].rsplit("Question: ", 1)[1] != earlier

@@ -108,6 +108,9 @@ class EvalConfig:
     max_tokens: int = 48
     temperature: float = 0.0
     timeout_s: float = 120.0
+    # loop mode: ask every question as the second turn of a conversation begun with another paragraph's question
+    # (the chat a user has: condensing, and the answer prompt carrying the earlier turn); doubles the questions asked
+    follow_up: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("eval.mode", self.mode, ("loop", "stored"))

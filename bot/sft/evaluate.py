@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bot.answer.citations import is_not_found, resolve_citations, strip_markers
 from bot.answer.prompt import build_messages
-from bot.domain import Answer, Passage, Question
+from bot.domain import Answer, ConversationKey, Passage, Question
 from bot.embeddings import Embedder
 from bot.errors import EmptyAnswer
 from bot.service import Lorebot
@@ -401,12 +401,30 @@ async def evaluate_loop(
             bot = Lorebot(shown, service.pool, service.embedder)
             log.info("evaluating %s (%s) on %d questions", target.label, target.base_url, len(items))
             predictions[target.label] = []
+            earlier = _earlier_questions(items) if config.follow_up else {}
             for number, (scope, item) in enumerate(items, start=1):
-                predictions[target.label].append(await _ask(bot, scope, item))
+                conversation = None
+                if config.follow_up:  # a conversation of its own, begun with another paragraph's question
+                    conversation = ConversationKey("sft-eval", target.label, str(number))
+                    await bot.ask(Question(earlier[number - 1], LOOP_ACTOR, (scope,), conversation))
+                predictions[target.label].append(await _ask(bot, scope, item, conversation))
                 if number % 25 == 0:
                     log.info("%s: %d/%d answered", target.label, number, len(items))
     return report(predictions, output_dir)
 
 
-async def _ask(bot: Lorebot, scope: str, item: QAItem) -> Prediction:
-    return await Prediction.timed(item, bot.ask(Question(item.question, LOOP_ACTOR, (scope,))))
+def _earlier_questions(items: Sequence[tuple[str, QAItem]]) -> dict[int, str]:
+    """For ``follow_up``: the question asked before each item, the previous sampled question of the same scope
+    (the last one for the first), so another paragraph's, mostly of another article."""
+    by_scope: dict[str, list[int]] = {}
+    for index, (scope, _) in enumerate(items):
+        by_scope.setdefault(scope, []).append(index)
+    return {
+        index: items[indices[position - 1]][1].question
+        for indices in by_scope.values()
+        for position, index in enumerate(indices)
+    }
+
+
+async def _ask(bot: Lorebot, scope: str, item: QAItem, conversation: ConversationKey | None = None) -> Prediction:
+    return await Prediction.timed(item, bot.ask(Question(item.question, LOOP_ACTOR, (scope,), conversation)))
