@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     llm_temperature: float = Field(default=0.1, ge=0)
     llm_max_tokens: int = Field(default=512, ge=1)
     history_turns: int = Field(default=4, ge=0)
+    answer_history: bool = Field(
+        default=True,
+        description="The answer prompt carries the earlier turns (off: they only shape the search query; a small "
+        "model copies earlier answers)",
+    )
 
     # --- embedded local model (used when llm_base_url is unset) --------------------------------------
     local_llm_host: str = "127.0.0.1"

@@ -141,9 +141,11 @@ async def retrieve(grounding: Grounding, *, retriever: PassageSearch, k: int, se
     return replace(grounding, passages=focus_passages(grounding.search_query, passages, sentences), timings=timings)
 
 
-def answer_messages(grounding: Grounding) -> list[dict[str, str]]:
+def answer_messages(grounding: Grounding, *, with_history: bool = True) -> list[dict[str, str]]:
+    """The answer prompt; ``with_history=False`` leaves the earlier turns out (they still shaped the search query)."""
     request = grounding.request
-    return build_messages(request.question, grounding.passages, request.history, request.language)
+    history = request.history if with_history else ()
+    return build_messages(request.question, grounding.passages, history, request.language)
 
 
 # --- assembly -----------------------------------------------------------------------------------------------
@@ -177,7 +179,8 @@ def build_chain(settings: Settings, retriever: PassageSearch) -> Chain:
     ground = RunnableLambda(partial(add_search_query, condense=condense)) | RunnableLambda(
         partial(retrieve, retriever=retriever, k=settings.retrieval_k, sentences=settings.context_sentences)
     )
-    generate = RunnableLambda(answer_messages) | model | StrOutputParser()
+    prompt = RunnableLambda(partial(answer_messages, with_history=settings.answer_history))
+    generate = prompt | model | StrOutputParser()
     return Chain(ground=ground, generate=generate)
 
 
