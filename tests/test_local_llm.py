@@ -316,30 +316,34 @@ def test_launcher_starts_a_server_subprocess_and_stops_it(settings, tiny_model_d
     assert "bfloat16 copy" not in local.log_path.read_text()  # the settings' precision reached the server
 
 
-def test_the_launcher_serves_an_adapter_the_way_it_was_trained_unless_context_sentences_is_set(
+def test_the_launcher_serves_an_adapter_the_way_it_declares_unless_a_setting_is_explicit(
     settings, tiny_model_dir: Path, tiny_lora_dir: Path, tmp_path: Path
 ) -> None:
     adapter = shutil.copytree(tiny_lora_dir, tmp_path / "adapter")
-    AdapterFormat(context_sentences=6).write(adapter)
+    AdapterFormat(context_sentences=6, answer_history=False).write(adapter)
     settings = settings.model_copy(update={"local_llm_precision": "float32"})
     with start_local_llm(settings, model_path=tiny_model_dir, adapter_path=adapter, port=0) as local:
         served = local.settings_for(settings)
         chosen = local.settings_for(Settings(_env_file=None, context_sentences=0))
-    assert local.prompt_format == AdapterFormat(context_sentences=6)
-    assert (served.llm_base_url, served.llm_model, served.context_sentences) == (local.base_url, "lorebot-local", 6)
-    assert chosen.context_sentences == 0  # CONTEXT_SENTENCES set explicitly wins
+    assert local.prompt_format == AdapterFormat(context_sentences=6, answer_history=False)
+    assert (served.llm_base_url, served.llm_model) == (local.base_url, "lorebot-local")
+    assert (served.context_sentences, served.answer_history) == (6, False)
+    assert (chosen.context_sentences, chosen.answer_history) == (0, False)  # CONTEXT_SENTENCES set explicitly wins
 
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [("{", "not an adapter format file"), ('{"k": 1}', "not an adapter format file"),
-     ('{"context_sentences": -2}', "whole number"), ('{"context_sentences": true}', "whole number")],
+    [("{", "not an adapter format file"), ('{"k": 1}', "unknown k"), ("[]", "not an object"),
+     ('{"context_sentences": -2}', "whole number"), ('{"context_sentences": true}', "whole number"),
+     ('{"answer_history": "no"}', "true or false")],
 )  # fmt: skip
 def test_a_malformed_adapter_format_is_a_clear_error(tmp_path: Path, content: str, problem: str) -> None:
     (tmp_path / FORMAT_FILE).write_text(content)
     with pytest.raises(ConfigError, match=problem):
         AdapterFormat.read(tmp_path)
-    assert AdapterFormat.read(tmp_path / "missing") == AdapterFormat.read(None) == AdapterFormat(context_sentences=0)
+    assert AdapterFormat.read(tmp_path / "missing") == AdapterFormat.read(None) == AdapterFormat()
+    (tmp_path / FORMAT_FILE).write_text('{"answer_history": false}')
+    assert AdapterFormat.read(tmp_path) == AdapterFormat(context_sentences=0, answer_history=False)
 
 
 def test_launcher_reports_a_server_that_cannot_start_with_its_log(settings, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from bot.answer.focus import focus_passages
 from bot.answer.prompt import NOT_FOUND_ANSWER, build_messages
 from bot.domain import Passage, Turn
 from bot.embeddings import Embedder
+from bot.local_llm.adapter_format import AdapterFormat
 from bot.settings import Settings
 from bot.sft.config import DatasetConfig, EvalConfig
 from bot.sft.dataset import split_articles
@@ -252,7 +253,8 @@ async def test_real_loop_eval_shows_the_model_the_sentences_it_was_trained_on(
     fake_llm.reply(NOT_FOUND_ANSWER)
     dataset = DatasetConfig(qa_files=(squad_file,), eval_fraction=0.5, seed=7, context_sentences=dataset_sentences)
     config = EvalConfig(withheld_fraction=0.25, question_offset=0, limit=4, seed=7)
-    target = Target("tuned", fake_llm.base_url, "tuned", context_sentences=adapter_sentences)
+    declared = None if adapter_sentences is None else AdapterFormat(context_sentences=adapter_sentences)
+    target = Target("tuned", fake_llm.base_url, "tuned", prompt_format=declared)
 
     await evaluate_loop(settings, [target], config, dataset, embedder=embedder)
 

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -97,12 +97,10 @@ class LocalLLM:
     _log_file: object = field(repr=False, default=None)
 
     def settings_for(self, settings: Settings) -> Settings:
-        """``settings`` pointed at this server, showing passages the way its adapter was trained on them unless
-        ``CONTEXT_SENTENCES`` was set explicitly."""
-        update: dict[str, object] = {"llm_base_url": self.base_url, "llm_model": self.model_name}
-        if "context_sentences" not in settings.model_fields_set:
-            update["context_sentences"] = self.prompt_format.context_sentences
-        return settings.model_copy(update=update)
+        """``settings`` pointed at this server, building prompts the way its adapter declares
+        (``CONTEXT_SENTENCES``, ``ANSWER_HISTORY``) unless those were set explicitly."""
+        declared = {k: v for k, v in asdict(self.prompt_format).items() if k not in settings.model_fields_set}
+        return settings.model_copy(update={**declared, "llm_base_url": self.base_url, "llm_model": self.model_name})
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process.poll() is None:

@@ -21,7 +21,7 @@ import random
 import statistics
 import time
 from collections.abc import Awaitable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bot.answer.citations import is_not_found, resolve_citations, strip_markers
@@ -29,6 +29,7 @@ from bot.answer.prompt import build_messages
 from bot.domain import Answer, ConversationKey, Passage, Question
 from bot.embeddings import Embedder
 from bot.errors import EmptyAnswer
+from bot.local_llm.adapter_format import AdapterFormat
 from bot.service import Lorebot
 from bot.settings import Settings
 from bot.sft import metrics
@@ -43,13 +44,13 @@ EVAL_SCOPE = "sft-eval"
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One model to evaluate: a label for the table, the endpoint and the model name to request, and the passage
-    format its adapter was trained on when known (``context_sentences``; None: the dataset config's)."""
+    """One model to evaluate: a label for the table, the endpoint and the model name to request, and how its
+    adapter declares it is served when known (None: the dataset config's passage format, the settings' history)."""
 
     label: str
     base_url: str
     model: str
-    context_sentences: int | None = None
+    prompt_format: AdapterFormat | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,10 +332,9 @@ def local_targets(settings: Settings, *, model_path: Path | None, adapter_path: 
             start_local_llm(settings.model_copy(update={"local_llm_use_adapter": False}), model_path=model_path, port=0)
         )
         tuned = stack.enter_context(start_local_llm(settings, model_path=model_path, adapter_path=adapter_path, port=0))
-        trained = tuned.prompt_format.context_sentences  # the adapter is asked the way it was trained
         yield [
             Target("base", base.base_url, base.model_name),
-            Target("adapter", tuned.base_url, tuned.model_name, context_sentences=trained),
+            Target("adapter", tuned.base_url, tuned.model_name, prompt_format=tuned.prompt_format),
         ]
 
 
@@ -396,8 +396,8 @@ async def evaluate_loop(
             await ingest(service, corpus, scope)
         for target in targets:
             served = _target_settings(service.settings, target, config)
-            trained = dataset.context_sentences if target.context_sentences is None else target.context_sentences
-            shown = served.model_copy(update={"context_sentences": trained})
+            declared = asdict(target.prompt_format) if target.prompt_format else {}
+            shown = served.model_copy(update={"context_sentences": dataset.context_sentences, **declared})
             bot = Lorebot(shown, service.pool, service.embedder)
             log.info("evaluating %s (%s) on %d questions", target.label, target.base_url, len(items))
             predictions[target.label] = []
