@@ -390,6 +390,7 @@ async def evaluate_loop(
 
     corpora = loop_corpora(config, dataset)
     items = loop_items(corpora, limit=config.limit, seed=config.seed)
+    earlier = _earlier_questions(items) if config.follow_up else []
     predictions: dict[str, list[Prediction]] = {}
     async with loop_service(settings, embedder=embedder) as service:
         for scope, corpus in corpora:
@@ -401,7 +402,6 @@ async def evaluate_loop(
             bot = Lorebot(shown, service.pool, service.embedder)
             log.info("evaluating %s (%s) on %d questions", target.label, target.base_url, len(items))
             predictions[target.label] = []
-            earlier = _earlier_questions(items) if config.follow_up else {}
             for number, (scope, item) in enumerate(items, start=1):
                 conversation = None
                 if config.follow_up:  # a conversation of its own, begun with another paragraph's question
@@ -413,17 +413,17 @@ async def evaluate_loop(
     return report(predictions, output_dir)
 
 
-def _earlier_questions(items: Sequence[tuple[str, QAItem]]) -> dict[int, str]:
+def _earlier_questions(items: Sequence[tuple[str, QAItem]]) -> list[str]:
     """For ``follow_up``: the question asked before each item, the previous sampled question of the same scope
     (the last one for the first), so another paragraph's, mostly of another article."""
     by_scope: dict[str, list[int]] = {}
     for index, (scope, _) in enumerate(items):
         by_scope.setdefault(scope, []).append(index)
-    return {
-        index: items[indices[position - 1]][1].question
-        for indices in by_scope.values()
-        for position, index in enumerate(indices)
-    }
+    earlier = [""] * len(items)
+    for indices in by_scope.values():
+        for position, index in enumerate(indices):
+            earlier[index] = items[indices[position - 1]][1].question
+    return earlier
 
 
 async def _ask(bot: Lorebot, scope: str, item: QAItem, conversation: ConversationKey | None = None) -> Prediction:
