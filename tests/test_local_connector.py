@@ -212,6 +212,20 @@ async def test_chat_streams_answers_with_numbered_sources_and_keeps_history(
     assert any(SATURDAY in m["content"] for m in fake_llm.chat_requests[1]["messages"])
 
 
+async def test_piped_chat_ends_every_answer_with_a_newline(service: Lorebot, fake_llm: FakeLLM) -> None:
+    console, out = chat_console()
+    fake_llm.reply("I could not find this in the knowledge base.", "On Saturdays from 10am to 2pm [1].")
+    typed = io.StringIO(f"Who founded the company?\n{SATURDAY}\n")
+
+    await run_chat(service, ADMIN, ("default",), console, stream=typed)
+
+    # the typed questions are not echoed from a pipe: each answer follows its prompt, then a new line begins
+    assert out.getvalue().splitlines()[1:3] == [
+        "you › I could not find this in the knowledge base.",
+        "you › On Saturdays from 10am to 2pm [1].",
+    ]
+
+
 async def test_chat_shows_failures_and_keeps_going(service: Lorebot, fake_llm: FakeLLM) -> None:
     console, out = chat_console()
     fake_llm.fail_with(500, times=2)  # the client retries once

@@ -61,7 +61,13 @@ def _read_question(console: Console, stream: TextIO | None) -> str | None:
 
 
 async def _stream_answer(service: Lorebot, question: Question, console: Console) -> Answer:
-    """Show the answer as it streams, then replace it with the final text (invalid citation markers removed)."""
+    """In a terminal, show the answer as it streams, then replace it with the final text (invalid citation markers
+    removed). Elsewhere (a pipe, a file) print the final text only: ``Live`` draws nothing there, and it would end
+    without a newline, running the next prompt into the answer (rich issue #4192)."""
+    if not console.is_terminal:
+        answer = await final_answer(service.stream(question))
+        console.print(Text(answer.text))
+        return answer
     with Live(Text(), console=console, refresh_per_second=8, vertical_overflow="visible") as live:
 
         async def show(text: str) -> None:
