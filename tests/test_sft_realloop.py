@@ -32,7 +32,7 @@ from bot.sft.squad import Paragraph, load_articles
 from tests.fixtures.llm import FakeLLM
 
 ANIMALS = ["otter", "badger", "heron", "lynx", "marten", "ibis"]
-PLACES = ["northern", "lakeside", "hilltop", "orchard"]
+PLACES = ["Northern", "Lakeside", "Hilltop", "Orchard"]
 
 
 def _squad() -> dict:
@@ -135,16 +135,34 @@ def test_the_reply_cites_the_questions_own_paragraph_first_else_refuses() -> Non
 
 
 @pytest.mark.parametrize(
-    ("question", "title", "lang", "expected"),
+    ("question", "earlier", "lang", "expected"),
     [
-        ("When did Super Bowl 50 take place?", "Super Bowl 50", "en", "When did it take place?"),
-        ("When did the game take place?", "Super Bowl 50", "en", "When did the game take place?"),
-        ("战国无双3是谁开发的？", "战国无双3", "zh", "它是谁开发的？"),
-        ("Super Bowl 50", "Super Bowl 50", "en", "Super Bowl 50"),
+        ("When did Super Bowl 50 take place?", "Who won Super Bowl 50?", "en", "When did it take place?"),
+        (
+            "What did Luther think of Purgatory?",
+            "Who did Luther view as the Antichrist?",
+            "en",
+            "What did it think of Purgatory?",
+        ),
+        (
+            "Where has the Scottish Parliament met since 2004?",
+            "Who elects the Scottish Parliament?",
+            "en",
+            "Where has it met since 2004?",
+        ),
+        ("When did the game take place?", "Who won Super Bowl 50?", "en", "When did the game take place?"),
+        ("In what year did ABC start?", "What year was it founded?", "en", "In what year did ABC start?"),
+        ("广茂铁路全长多少公里？", "广茂铁路由哪家公司管理运营？", "zh", "它全长多少公里？"),
+        ("莱昂德罗·内托的职业是什么？", "莱昂德罗·内托的国籍是哪个国家？", "zh", "它的职业是什么？"),
+        ("这一模式是由谁改编的？", "《战国无双3》是由哪两个公司合作开发的？", "zh", "这一模式是由谁改编的？"),
+        ("广三铁路在哪年建成？", "广茂铁路全长多少公里？", "zh", "广三铁路在哪年建成？"),
     ],
 )
-def test_follow_ups_refer_to_the_article_with_a_pronoun(question: str, title: str, lang: str, expected: str) -> None:
-    assert follow_up(LoopQuestion("q", question, ("x",), "u", title, "a", lang)) == expected
+def test_follow_ups_refer_to_a_name_the_earlier_question_used(
+    question: str, earlier: str, lang: str, expected: str
+) -> None:
+    """The pronoun's referent is always in the conversation (the earlier question), never only in the article."""
+    assert follow_up(LoopQuestion("q", question, ("x",), "u", "Title", "a", lang), earlier) == expected
 
 
 @pytest.mark.parametrize("sentences", [0, 4])
@@ -184,7 +202,13 @@ async def test_training_examples_show_exactly_what_the_retriever_returns(
 async def test_follow_up_examples_train_condensing_and_answering_with_history(
     settings: Settings, embedder: Embedder, squad_file: Path
 ) -> None:
-    config = DatasetConfig(qa_files=(squad_file,), eval_fraction=0.0, withheld_fraction=0.0, multi_turn_ratio=1.0)
+    config = DatasetConfig(
+        qa_files=(squad_file,),
+        eval_fraction=0.0,
+        withheld_fraction=0.0,
+        multi_turn_ratio=1.0,
+        questions_per_paragraph=2,
+    )
     async with loop_service(settings, embedder=embedder) as service:
         examples = (await retrieved_rag(config, service, split_articles(config)))["train"]
 
@@ -192,10 +216,19 @@ async def test_follow_up_examples_train_condensing_and_answering_with_history(
         e for e in examples if e.messages[0]["content"] == condense_messages(AnswerRequest("x", ()))[0]["content"]
     ]
     answering = [e for e in examples if len(e.messages) == 5]
-    assert len(condensing) == 24 and len(answering) == 24
-    for example in condensing:
+    assert len(condensing) == 48 and len(answering) == 48
+    referring = 0
+    for example in condensing:  # "it" when the earlier question names the same enclosure, else standalone
         system, user, reply = example.messages
-        assert "Last question: " in user["content"] and reply["content"].startswith(("Who is", "At what time"))
+        earlier, asked = re.fullmatch(
+            r"Conversation:\nUser: (.+)\nAssistant: .+\n\nLast question: (.+)", user["content"]
+        ).groups()
+        assert reply["content"].startswith(("Who is", "At what time"))
+        enclosure = re.search(r"the \w+ enclosure", reply["content"])[0]
+        shared = enclosure in earlier
+        assert asked == (reply["content"].replace(enclosure, "it enclosure") if shared else reply["content"])
+        referring += shared
+    assert referring > 0
     for example in answering:
         system, asked, earlier, user, reply = example.messages
         history = (Turn(asked["content"], earlier["content"]),)

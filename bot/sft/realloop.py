@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 
 LOOP_ACTOR = Actor("sft", "real-loop", "SFT real loop", is_admin=True)
 PRONOUNS = {"en": "it", "zh": "它"}
+MIN_ZH_NAME = 3
+_ZH_NAME_CHAR = re.compile(r"[\u4e00-\u9fff·]")
+_ZH_NOT_NAME = re.compile(r"什么|哪|谁|多少|几|为什么|如何|怎么|怎样|是否|时候|吗|呢")
+_ZH_EDGES = frozenset("的是由在了和与及为被把对从·")
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,12 +193,49 @@ def reply_for(question: LoopQuestion, passages: Sequence[Passage]) -> str:
     return NOT_FOUND_ANSWER if number is None else f"{question.answers[0]} [{number}]"
 
 
-def follow_up(question: LoopQuestion) -> str:
-    """The question as a user would continue a conversation about its article: the title becomes a pronoun
-    (unchanged when the question does not name it)."""
-    pattern = re.compile(re.escape(question.title), re.IGNORECASE)
-    rewritten, count = pattern.subn(PRONOUNS[question.lang], question.question, count=1)
-    return rewritten if count and rewritten.strip() != PRONOUNS[question.lang] else question.question
+def follow_up(question: LoopQuestion, earlier: str) -> str:
+    """The question as the next turn after ``earlier``: a name both questions use becomes a pronoun, so only the
+    conversation tells what the follow-up is about. Unchanged (a standalone follow-up) when they share none.
+
+    The name is the longest run both contain of capitalised words or numbers (English: "Super Bowl 50", "ABC";
+    never the question's first word), or of at least three Chinese characters without a question word or a
+    particle at either end ("广茂铁路", not "是由" or "什么时候").
+    """
+    lang = question.lang
+    shared = [
+        n
+        for n in _names(question.question, lang)
+        if _names_it(question.question, n, lang) and _names_it(earlier, n, lang)
+    ]
+    if not shared:
+        return question.question
+    return re.sub(_pattern(max(shared, key=len), lang), PRONOUNS[lang], question.question, count=1)
+
+
+def _names(question: str, lang: str) -> list[str]:
+    """Every candidate name in ``question``: runs of its Chinese characters, or of its capitalised words."""
+    if lang == "zh":
+        text = "".join(ch if _ZH_NAME_CHAR.match(ch) else " " for ch in question)
+        return [
+            run[start:end]
+            for run in text.split()
+            for start in range(len(run))
+            for end in range(start + MIN_ZH_NAME, len(run) + 1)
+            if not _ZH_NOT_NAME.search(run[start:end]) and run[start] not in _ZH_EDGES and run[end - 1] not in _ZH_EDGES
+        ]
+    tokens = re.findall(r"[\w'-]+", question)[1:]  # the first word is capitalised as the sentence's start
+    names = [tokens[i:j] for i in range(len(tokens)) for j in range(i + 1, len(tokens) + 1)]
+    return [" ".join(n) for n in names if all(w[0].isupper() or w[0].isdigit() for w in n) and n[0][0].isupper()]
+
+
+def _names_it(text: str, name: str, lang: str) -> bool:
+    return re.search(_pattern(name, lang), text) is not None
+
+
+def _pattern(name: str, lang: str) -> str:
+    """``name`` as a regular expression: anywhere in Chinese; in English as whole words, with an article before
+    it ("of the Scottish Parliament" → "of it")."""
+    return re.escape(name) if lang == "zh" else rf"(?<![\w'-])(?:[Tt]he )?{re.escape(name)}(?![\w'-])"
 
 
 async def training_examples(
@@ -222,7 +263,8 @@ async def training_examples(
     for question in corpus.questions:
         earlier = [q for q in by_article.get(question.article, []) if q is not question]
         if question.answers and earlier and rng.random() < multi_turn_ratio:
-            first = rng.choice(earlier)
+            referred = [q for q in earlier if follow_up(question, q.question) != question.question]
+            first = rng.choice(referred or earlier)
             examples += await _conversation(
                 service, question, first, scope=scope, k=k, sentences=sentences, source=source
             )
@@ -244,7 +286,7 @@ async def _conversation(
     earlier = await _retrieve(service, first.question, scope, k, sentences)
     reply = reply_for(first, earlier)
     history = (Turn(first.question, reply),)
-    asked = follow_up(question)
+    asked = follow_up(question, first.question)
     condense = condense_messages(AnswerRequest(asked, (scope,), history))
     examples = [_example(question, [*condense], (), source, reply=question.question)]
     passages = await _retrieve(service, search_query(question.question, asked), scope, k, sentences)
