@@ -115,8 +115,8 @@ class Settings(BaseSettings):
     history_turns: int = Field(default=4, ge=0)
     answer_history: bool = Field(
         default=True,
-        description="The answer prompt carries the earlier turns (off: they only shape the search query; a small "
-        "model copies earlier answers)",
+        description="The answer prompt carries the earlier turns (off: the model is asked the follow-up as the "
+        "condense step rewrote it, without them; a small model copies earlier answers)",
     )
 
     # --- embedded local model (used when llm_base_url is unset) --------------------------------------

@@ -171,12 +171,19 @@ async def test_context_sentences_show_the_model_only_the_sentences_about_the_que
     assert answer.citations[0].chunk_id == corpus["Parking"]
 
 
-async def test_without_answer_history_earlier_turns_only_shape_the_search_query(
-    settings, pool, embedder, fake_llm, corpus
+@pytest.mark.parametrize(
+    ("condensed", "asked"),
+    [
+        ("Where is visitor parking at the office?", "Where is visitor parking at the office?"),
+        ("parking", "and where do visitors leave their car?"),  # condensing that lost the question: as asked
+    ],
+)
+async def test_without_answer_history_the_model_is_asked_the_rewritten_follow_up_alone(
+    settings, pool, embedder, fake_llm, corpus, condensed: str, asked: str
 ) -> None:
     answerer = make_answerer(settings, pool, embedder, fake_llm.base_url, answer_history=False)
     history = [Turn("When is the support office open on Saturdays?", "From 10am to 2pm [1].")]
-    fake_llm.reply("Where is visitor parking at the office?")
+    fake_llm.reply(condensed)
     fake_llm.script(cite("Parking", "Visitors park on level 2 of the north garage"))
 
     answer = await answerer.answer("and where do visitors leave their car?", SCOPES, history)
@@ -185,7 +192,7 @@ async def test_without_answer_history_earlier_turns_only_shape_the_search_query(
     assert "When is the support office open on Saturdays?" in condense["messages"][1]["content"]
     assert answer.passages[0].chunk_id == corpus["Parking"]
     assert [m["role"] for m in generate["messages"]] == ["system", "user"]  # no earlier answer to copy
-    assert generate["messages"][-1]["content"].endswith("Question: and where do visitors leave their car?")
+    assert generate["messages"][-1]["content"].endswith(f"Question: {asked}")
     assert answer.citations[0].title == "Parking"
 
 

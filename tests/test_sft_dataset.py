@@ -255,13 +255,16 @@ def test_dataset_card_counts_sources_languages_and_lengths(tmp_path: Path, tiny_
     assert f"## train: {len(result.train)} examples" in markdown
 
 
-def test_the_dataset_declares_how_its_passages_were_cut(tmp_path: Path, tiny_squad_file: Path) -> None:
+def test_the_dataset_declares_how_its_passages_and_follow_ups_were_shown(tmp_path: Path, tiny_squad_file: Path) -> None:
     stored = build_dataset(_config(tmp_path, qa_files=(tiny_squad_file,), rag_passages="stored"))
     assert AdapterFormat.read(stored.output_dir) == AdapterFormat(context_sentences=0)
     cut = _config(tmp_path, output_dir=tmp_path / "cut", rag_passages="retrieved", context_sentences=8)
     chats = read_examples(write_jsonl(tmp_path / "chat.jsonl", [{"messages": MESSAGES}]), source="curated")
     built = build_dataset(cut, rag={"train": chats, "eval": []})
     assert AdapterFormat.read(built.output_dir) == AdapterFormat(context_sentences=8)
+    alone = _config(tmp_path, output_dir=tmp_path / "alone", rag_passages="retrieved", answer_history=False)
+    built = build_dataset(alone, rag={"train": chats, "eval": []})
+    assert AdapterFormat.read(built.output_dir) == AdapterFormat(context_sentences=0, answer_history=False)
 
 
 @pytest.mark.parametrize("changes", [{"context_sentences": -1}, {"context_sentences": 4, "rag_passages": "stored"}])

@@ -12,7 +12,7 @@ import pytest
 
 from bot.answer.chain import AnswerRequest, condense_messages
 from bot.answer.focus import focus_passages
-from bot.answer.prompt import NOT_FOUND_ANSWER, build_messages
+from bot.answer.prompt import CONDENSE_PROMPT, NOT_FOUND_ANSWER, build_messages
 from bot.domain import Passage, Turn
 from bot.embeddings import Embedder
 from bot.local_llm.adapter_format import AdapterFormat
@@ -235,6 +235,32 @@ async def test_follow_up_examples_train_condensing_and_answering_with_history(
         assert earlier["content"] == NOT_FOUND_ANSWER or re.search(r" \[\d\]$", earlier["content"])
         assert system["content"] == build_messages("q", [], history)[0]["content"]
         assert user["content"].startswith('Sources:\n<source id="1"')
+
+
+async def test_without_answer_history_a_follow_ups_answer_example_asks_the_standalone_question(
+    settings: Settings, embedder: Embedder, squad_file: Path
+) -> None:
+    """As the chain serves ``ANSWER_HISTORY=false``: the condense step's rewrite, no earlier turns."""
+    config = DatasetConfig(
+        qa_files=(squad_file,),
+        eval_fraction=0.0,
+        withheld_fraction=0.0,
+        multi_turn_ratio=1.0,
+        questions_per_paragraph=2,
+        answer_history=False,
+    )
+    async with loop_service(settings, embedder=embedder) as service:
+        examples = (await retrieved_rag(config, service, split_articles(config)))["train"]
+
+    condensing = [e for e in examples if e.messages[0]["content"] == CONDENSE_PROMPT]
+    answering = [e for e in examples if e.messages[0]["content"] != CONDENSE_PROMPT]
+    assert len(condensing) == len(answering) == 48
+    rewritten = {e.messages[-1]["content"] for e in condensing}
+    for example in answering:
+        system, user, reply = example.messages
+        assert system["content"] == build_messages("q", [])[0]["content"]
+        assert user["content"].rsplit("Question: ", 1)[1] in rewritten
+        assert reply["content"] == NOT_FOUND_ANSWER or re.search(r" \[\d\]$", reply["content"])
 
 
 async def test_real_loop_eval_asks_every_question_through_the_service(

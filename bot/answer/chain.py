@@ -73,6 +73,7 @@ class Grounding:
     search_query: str
     passages: tuple[Passage, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
+    rewritten: str = ""  # the follow-up as the condense step wrote it standalone; "" for a first question
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +129,10 @@ async def add_search_query(request: AnswerRequest, *, condense: Runnable[AnswerR
     if not request.history:
         return Grounding(request, request.question)
     started = time.perf_counter()
-    query = search_query(condensed_query(await condense.ainvoke(request)), request.question)
+    condensed = condensed_query(await condense.ainvoke(request))
+    query = search_query(condensed, request.question)
     log.debug("search query after condensing: %s", query)
-    return Grounding(request, query, timings={"condense_ms": _ms_since(started)})
+    return Grounding(request, query, timings={"condense_ms": _ms_since(started)}, rewritten=condensed)
 
 
 async def retrieve(grounding: Grounding, *, retriever: PassageSearch, k: int, sentences: int) -> Grounding:
@@ -142,10 +144,14 @@ async def retrieve(grounding: Grounding, *, retriever: PassageSearch, k: int, se
 
 
 def answer_messages(grounding: Grounding, *, with_history: bool = True) -> list[dict[str, str]]:
-    """The answer prompt; ``with_history=False`` leaves the earlier turns out (they still shaped the search query)."""
+    """The answer prompt. ``with_history=False`` leaves the earlier turns out and asks the follow-up as the condense
+    step rewrote it ("And on Sundays?" → "What are the support hours on Sundays?"), unless that is no question
+    (a small model's condensing may shrink to a keyword): the earlier turns still shaped the search query."""
     request = grounding.request
-    history = request.history if with_history else ()
-    return build_messages(request.question, grounding.passages, history, request.language)
+    if with_history:
+        return build_messages(request.question, grounding.passages, request.history, request.language)
+    rewritten = grounding.rewritten if grounding.rewritten.endswith(("?", "？")) else ""
+    return build_messages(rewritten or request.question, grounding.passages, (), request.language)
 
 
 # --- assembly -----------------------------------------------------------------------------------------------

@@ -5,9 +5,10 @@ way it was trained and measured, whatever the global defaults.
   passages cut to their most relevant sentences reads whole passages worse, and the other way round.
   ``lorebot sft dataset`` writes the file into the dataset folder, ``lorebot sft train`` copies it into the adapter,
   ``lorebot sft export`` along with it.
-- ``answer_history``: whether the answer prompt carries a conversation's earlier turns (``ANSWER_HISTORY``). A small
-  model may copy an earlier answer; a real-loop evaluation with follow-ups (``lorebot sft eval --follow-up``) tells,
-  and the adapter's maintainer sets it.
+- ``answer_history``: whether the answer prompt carries a conversation's earlier turns (``ANSWER_HISTORY``), or asks
+  the follow-up as the condense step rewrote it, alone. A small model may copy an earlier answer; a real-loop
+  evaluation with follow-ups (``lorebot sft eval --follow-up``) tells. ``lorebot sft dataset`` writes the dataset's
+  own ``answer_history``; the adapter's maintainer may change it.
 
 An adapter without the file is served with whole passages and the history.
 """

@@ -34,6 +34,9 @@ class DatasetConfig:
     context_sentences: int = 0
     withheld_fraction: float = 0.25  # paragraphs left out of the index: their questions must be refused
     multi_turn_ratio: float = 0.15  # answerable questions asked as a follow-up in a conversation
+    # whether a follow-up's answer example carries the earlier turns, or asks the rewritten question alone; the
+    # adapter declares it (bot.local_llm.adapter_format) and the chain's ANSWER_HISTORY serves it so
+    answer_history: bool = True
     # Largest share of refusals among one language's RAG training examples; the surplus is dropped at random.
     # 1.0 keeps them all. Withheld paragraphs plus spans outside the top k made a third of the Chinese examples
     # refusals, and the small model learned to refuse answerable Chinese questions.

@@ -117,7 +117,7 @@ def build_dataset(
     stats["dropped"] = dropped
     settings = {k: str(v) for k, v in asdict(config).items()}
     card = card_markdown(stats, dropped=dropped, settings=settings)
-    _write(config.output_dir, train, held, stats, card, AdapterFormat(config.context_sentences))
+    _write(config.output_dir, train, held, stats, card, AdapterFormat(config.context_sentences, config.answer_history))
     log.info("SFT dataset: %d train, %d eval examples in %s", len(train), len(held), config.output_dir)
     return DatasetResult(config.output_dir, train, held, dropped, stats)
 

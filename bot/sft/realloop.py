@@ -174,6 +174,7 @@ async def retrieved_rag(
                 source=source,
                 rng=rng,
                 multi_turn_ratio=config.multi_turn_ratio,
+                answer_history=config.answer_history,
             )
         log.info("real loop: %s → %d train / %d eval examples so far", source, *map(len, built.values()))
     return built
@@ -248,11 +249,13 @@ async def training_examples(
     source: str,
     rng: random.Random,
     multi_turn_ratio: float,
+    answer_history: bool = True,
 ) -> list[Example]:
     """One example per question over the passages the real retriever returns, cut to their ``sentences`` most
     relevant sentences as the chain cuts them (:mod:`bot.answer.focus`); a ``multi_turn_ratio`` share
     of the answerable ones become a conversation instead: the condense step (history + follow-up → the
-    standalone question) and the answer to the follow-up with that history, each as the chain prompts them.
+    standalone question) and the answer to the follow-up, each as the chain prompts them: with the history, or
+    (``answer_history=False``, the chain's ``ANSWER_HISTORY``) the standalone question alone.
 
     Questions with nothing relevant retrieved are skipped: serving answers them without the model.
     """
@@ -266,7 +269,7 @@ async def training_examples(
             referred = [q for q in earlier if follow_up(question, q.question) != question.question]
             first = rng.choice(referred or earlier)
             examples += await _conversation(
-                service, question, first, scope=scope, k=k, sentences=sentences, source=source
+                service, question, first, scope=scope, k=k, sentences=sentences, source=source, history=answer_history
             )
             continue
         passages = await _retrieve(service, question.question, scope, k, sentences)
@@ -281,17 +284,25 @@ async def _retrieve(service: Lorebot, query: str, scope: str, k: int, sentences:
 
 
 async def _conversation(
-    service: Lorebot, question: LoopQuestion, first: LoopQuestion, *, scope: str, k: int, sentences: int, source: str
+    service: Lorebot,
+    question: LoopQuestion,
+    first: LoopQuestion,
+    *,
+    scope: str,
+    k: int,
+    sentences: int,
+    source: str,
+    history: bool,
 ) -> list[Example]:
     earlier = await _retrieve(service, first.question, scope, k, sentences)
-    reply = reply_for(first, earlier)
-    history = (Turn(first.question, reply),)
+    turns = (Turn(first.question, reply_for(first, earlier)),)
     asked = follow_up(question, first.question)
-    condense = condense_messages(AnswerRequest(asked, (scope,), history))
+    condense = condense_messages(AnswerRequest(asked, (scope,), turns))
     examples = [_example(question, [*condense], (), source, reply=question.question)]
     passages = await _retrieve(service, search_query(question.question, asked), scope, k, sentences)
     if passages:
-        examples.append(_example(question, build_messages(asked, passages, history), passages, source))
+        answer = build_messages(asked, passages, turns) if history else build_messages(question.question, passages)
+        examples.append(_example(question, answer, passages, source))
     return examples
 
 
