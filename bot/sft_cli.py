@@ -111,6 +111,10 @@ def evaluate(
     follow_up: Annotated[
         bool | None, typer.Option(help="Ask each question after another one in its conversation (eval.follow_up)")
     ] = None,
+    refer_back: Annotated[
+        bool | None,
+        typer.Option(help="Follow-ups refer back: 'it' for a name the earlier question used (eval.refer_back)"),
+    ] = None,
 ) -> None:
     """Answer held-out questions with each model and print the side-by-side table, per language.
 
@@ -129,6 +133,7 @@ def evaluate(
             loaded.eval,
             limit=loaded.eval.limit if limit is None else limit,
             follow_up=loaded.eval.follow_up if follow_up is None else follow_up,
+            refer_back=loaded.eval.refer_back if refer_back is None else refer_back,
         )
         if in_process:
             base = str(model_path) if model_path else GEMMA3_270M

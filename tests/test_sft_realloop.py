@@ -342,3 +342,22 @@ async def test_follow_up_eval_asks_every_question_after_another_paragraphs_quest
         assert [m["role"] for m in second["messages"]] == ["system", "user", "assistant", "user"]
         assert second["messages"][1]["content"] == earlier and second["messages"][2]["content"].endswith("[1].")
         assert second["messages"][-1]["content"].rsplit("Question: ", 1)[1] != earlier
+
+
+async def test_referring_follow_up_eval_asks_it_about_what_the_earlier_question_named(
+    settings: Settings, embedder: Embedder, squad_file: Path, fake_llm: FakeLLM
+) -> None:
+    """``refer_back``: the conversation begins with a question naming the same enclosure, the follow-up says "it"."""
+    dataset = DatasetConfig(qa_files=(squad_file,), eval_fraction=0.5, seed=7)
+    config = EvalConfig(withheld_fraction=0.0, question_offset=0, limit=3, seed=7, follow_up=True, refer_back=True)
+
+    await evaluate_loop(settings, [Target("tuned", fake_llm.base_url, "tuned")], config, dataset, embedder=embedder)
+
+    asked = [r for r in fake_llm.chat_requests if r["messages"][-1]["content"].startswith("Sources:")]
+    firsts, seconds = asked[0::2], asked[1::2]
+    assert len(seconds) == len(firsts) == 3
+    for first, second in zip(firsts, seconds, strict=True):
+        earlier = first["messages"][-1]["content"].rsplit("Question: ", 1)[1]
+        enclosure = re.search(r"the (\w+) enclosure", earlier)[1]
+        follow = second["messages"][-1]["content"].rsplit("Question: ", 1)[1]
+        assert enclosure not in follow and " it enclosure" in follow

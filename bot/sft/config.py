@@ -114,6 +114,9 @@ class EvalConfig:
     # loop mode: ask every question as the second turn of a conversation begun with another paragraph's question
     # (the chat a user has: condensing, and the answer prompt carrying the earlier turn); doubles the questions asked
     follow_up: bool = False
+    # with follow_up: begin each conversation, where the article has one, with a question naming something the
+    # question names, which the follow-up then calls "it" (what condensing must resolve)
+    refer_back: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("eval.mode", self.mode, ("loop", "stored"))

@@ -21,7 +21,7 @@ import random
 import statistics
 import time
 from collections.abc import Awaitable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from bot.answer.citations import is_not_found, resolve_citations, strip_markers
@@ -35,7 +35,7 @@ from bot.settings import Settings
 from bot.sft import metrics
 from bot.sft.config import DatasetConfig, EvalConfig
 from bot.sft.errors import SFTError
-from bot.sft.realloop import LOOP_ACTOR, LoopCorpus, build_corpus, ingest, loop_service
+from bot.sft.realloop import LOOP_ACTOR, LoopCorpus, build_corpus, follow_up, ingest, loop_service
 
 log = logging.getLogger(__name__)
 
@@ -390,7 +390,7 @@ async def evaluate_loop(
 
     corpora = loop_corpora(config, dataset)
     items = loop_items(corpora, limit=config.limit, seed=config.seed)
-    earlier = _earlier_questions(items) if config.follow_up else []
+    turns = _follow_ups(corpora, items, refer_back=config.refer_back) if config.follow_up else []
     predictions: dict[str, list[Prediction]] = {}
     async with loop_service(settings, embedder=embedder) as service:
         for scope, corpus in corpora:
@@ -404,26 +404,45 @@ async def evaluate_loop(
             predictions[target.label] = []
             for number, (scope, item) in enumerate(items, start=1):
                 conversation = None
-                if config.follow_up:  # a conversation of its own, begun with another paragraph's question
+                if turns:  # a conversation of its own, begun with the earlier question
                     conversation = ConversationKey("sft-eval", target.label, str(number))
-                    await bot.ask(Question(earlier[number - 1], LOOP_ACTOR, (scope,), conversation))
+                    earlier, item = turns[number - 1]
+                    await bot.ask(Question(earlier, LOOP_ACTOR, (scope,), conversation))
                 predictions[target.label].append(await _ask(bot, scope, item, conversation))
                 if number % 25 == 0:
                     log.info("%s: %d/%d answered", target.label, number, len(items))
     return report(predictions, output_dir)
 
 
-def _earlier_questions(items: Sequence[tuple[str, QAItem]]) -> list[str]:
-    """For ``follow_up``: the question asked before each item, the previous sampled question of the same scope
-    (the last one for the first), so another paragraph's, mostly of another article."""
+def _follow_ups(
+    corpora: Sequence[tuple[str, LoopCorpus]], items: Sequence[tuple[str, QAItem]], *, refer_back: bool
+) -> list[tuple[str, QAItem]]:
+    """For ``follow_up``: each item's earlier question, and the item as the follow-up asks it.
+
+    The earlier question is the previous sampled question of the same scope (the last one for the first), so
+    another paragraph's, mostly of another article. With ``refer_back`` it is, where one exists, a question of
+    the same article naming something the item's question names, which the follow-up then calls "it"
+    (:func:`~bot.sft.realloop.follow_up`)."""
     by_scope: dict[str, list[int]] = {}
     for index, (scope, _) in enumerate(items):
         by_scope.setdefault(scope, []).append(index)
-    earlier = [""] * len(items)
+    turns = [("", item) for _, item in items]
     for indices in by_scope.values():
         for position, index in enumerate(indices):
-            earlier[index] = items[indices[position - 1]][1].question
-    return earlier
+            turns[index] = (items[indices[position - 1]][1].question, items[index][1])
+    if refer_back:
+        questions = {q.id: q for _, corpus in corpora for q in corpus.questions}
+        referring = 0
+        for index, (_, item) in enumerate(items):
+            question = questions[item.id]
+            same_article = [q for q in questions.values() if q.article == question.article and q is not question]
+            for earlier in same_article:
+                if (asked := follow_up(question, earlier.question)) != question.question:
+                    turns[index] = (earlier.question, replace(item, question=asked))
+                    referring += 1
+                    break
+        log.info("follow-ups referring back: %d of %d", referring, len(items))
+    return turns
 
 
 async def _ask(bot: Lorebot, scope: str, item: QAItem, conversation: ConversationKey | None = None) -> Prediction:
