@@ -206,7 +206,7 @@ def follow_up(question: LoopQuestion, earlier: str) -> str:
     shared = [
         n
         for n in _names(question.question, lang)
-        if _names_it(question.question, n, lang) and _names_it(earlier, n, lang)
+        if _mentions(question.question, n, lang) and _mentions(earlier, n, lang)
     ]
     if not shared:
         return question.question
@@ -229,7 +229,7 @@ def _names(question: str, lang: str) -> list[str]:
     return [" ".join(n) for n in names if all(w[0].isupper() or w[0].isdigit() for w in n) and n[0][0].isupper()]
 
 
-def _names_it(text: str, name: str, lang: str) -> bool:
+def _mentions(text: str, name: str, lang: str) -> bool:
     return re.search(_pattern(name, lang), text) is not None
 
 
